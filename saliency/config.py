@@ -1,0 +1,311 @@
+"""One typed config for a whole run: a YAML file with one section per stage.
+
+Defaults are the paper's settings (SPEC.md). Every value is validated on load: an unknown key, a
+wrong type or an out-of-range value raises :class:`UserError` naming the key and what is allowed.
+Command-line options and ``--set section.key=value`` overrides go through the same validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from saliency.errors import UserError
+
+
+def _opt(default: Any, *, min: float | None = None, max: float | None = None, help: str = "") -> Any:
+    """A config field with a default, an allowed range and a one-line meaning."""
+    factory = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
+    return field(metadata={"min": min, "max": max, "help": help}, **factory)
+
+
+@dataclass
+class RunConfig:
+    name: str = _opt("run", help="run folder name under runs/")
+    device: Literal["cpu", "cuda", "auto"] = _opt("cpu", help="where to compute; bf16 autocast only on cuda")
+    seed: int = _opt(0, min=0, help="base seed; each stage offsets it")
+
+
+@dataclass
+class GeneratorConfig:
+    name: str = _opt("biggan-128", help="registered generator name")
+    weights: str | None = _opt(None, help="path to weights, 'random', or null for the published ones")
+    truncation: float | None = _opt(None, min=0.0, max=2.0, help="truncation of z; null = plain N(0, I)")
+    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "builder options (e.g. toyworld dim_z)"})
+
+
+@dataclass
+class DiscoverConfig:
+    method: Literal["voynov", "lu", "sefa", "ganspace", "random", "coordinate", "import"] = _opt("voynov")
+    deformator: Literal["ortho", "unit-norm", "linear", "fc"] = _opt("ortho")
+    reconstructor: Literal["resnet18", "lenet"] = _opt("resnet18")
+    directions: int | None = _opt(None, min=1, help="K; null = the latent dimension (paper)")
+    steps: int = _opt(100_000, min=0)
+    batch_size: int = _opt(32, min=1)
+    lr: float = _opt(1e-4, min=0.0)
+    shift_scale: float = _opt(6.0, min=0.0, help="epsilon ~ U[-scale, scale]")
+    min_shift: float = _opt(0.5, min=0.0, help="|epsilon| pushed to at least this")
+    shift_weight: float = _opt(0.25, min=0.0, help="lambda of the shift regression loss")
+    centroid_weight: float = _opt(0.25, min=0.0, help="gamma of Lu et al.'s centroid loss")
+    classes: list[int] | None = _opt(None, help="classes to condition on; null = uniform over all")
+    checkpoint_every: int = _opt(1000, min=1)
+    import_path: str | None = _opt(None, help="deformator file for method 'import'")
+    seed: int = _opt(0, min=0)
+
+
+@dataclass
+class RankConfig:
+    real: str = _opt("ecssd", help="dataset name or folder of real images; 'generated' = generator samples")
+    shift: float = _opt(6.0, min=0.0, help="DVN shift length")
+    dvn_samples: int = _opt(3200, min=2)
+    dvn_steps: int = _opt(100, min=1)
+    dvn_batch_size: int = _opt(32, min=1)
+    dvn_lr: float = _opt(1e-3, min=0.0)
+    top: int = _opt(20, min=1, help="candidates checked for the background-removal effect")
+    mask_samples: int = _opt(256, min=1)
+    direction: int | None = _opt(None, min=0, help="override: direction index")
+    sign: int | None = _opt(None, min=-1, max=1, help="override: +1 or -1")
+    seed: int = _opt(0, min=0)
+
+
+@dataclass
+class ClassesConfig:
+    dataset: str = _opt("ecssd")
+    split: str = _opt("train")
+    classifier: Literal["resnet18"] = _opt("resnet18")
+    classifier_weights: str | None = _opt(None)
+    fraction: float = _opt(0.25, min=0.0, max=1.0)
+    select: Literal["auto", "all"] | list[int] = _opt("auto", help="'auto' = classifier counts, 'all', or a list")
+
+
+@dataclass
+class SynthConfig:
+    n: int = _opt(10_000, min=1, help="accepted pairs to write")
+    threshold: float = _opt(0.95, min=0.0, max=1.0)
+    min_area: float = _opt(0.05, min=0.0, max=1.0)
+    max_area: float = _opt(0.5, min=0.0, max=1.0)
+    mask_mode: Literal["intensity", "diff"] = _opt("intensity")
+    shift: float | None = _opt(None, min=0.0, help="null = the shift chosen by rank")
+    batch_size: int = _opt(32, min=1)
+    shard_size: int = _opt(1000, min=1)
+    seed: int = _opt(0, min=0)
+
+
+@dataclass
+class UnetConfig:
+    source: Literal["shards", "online"] = _opt("shards")
+    encoder: str = _opt("resnet34")
+    encoder_weights: str | None = _opt(None, help="null = from scratch (paper)")
+    steps: int = _opt(15_000, min=0)
+    batch_size: int = _opt(128, min=1)
+    lr: float = _opt(0.005, min=0.0)
+    lr_decay: float = _opt(0.2, min=0.0, max=1.0)
+    lr_step: int = _opt(4000, min=1)
+    temperature: float = _opt(10.0, min=0.0)
+    augment: bool = _opt(False)
+    eval_every: int = _opt(1000, min=1)
+    checkpoint_every: int = _opt(1000, min=1)
+    seed: int = _opt(0, min=0)
+
+
+METRIC_NAMES = ("mae", "max_fbeta", "mean_fbeta", "s_measure", "e_measure", "iou", "accuracy")
+
+
+@dataclass
+class EvalConfig:
+    dataset: str = _opt("ecssd")
+    split: str = _opt("test")
+    metrics: list[Literal[METRIC_NAMES]] = _opt(list(METRIC_NAMES))  # type: ignore[valid-type]
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discover: DiscoverConfig = field(default_factory=DiscoverConfig)
+    rank: RankConfig = field(default_factory=RankConfig)
+    classes: ClassesConfig = field(default_factory=ClassesConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    unet: UnetConfig = field(default_factory=UnetConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """The config from a YAML file (or the defaults), with ``{"section.key": value}`` overrides applied."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    config = from_dict(raw, source=str(path) if path else "defaults")
+    return apply_overrides(config, overrides or {})
+
+
+def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: the top level must be a mapping of sections ({_names(Config)})")
+    sections = {}
+    for key, value in raw.items():
+        if key not in _field_map(Config):
+            raise UserError(f"{source}: unknown section {key!r}; allowed: {_names(Config)}")
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise UserError(f"{source}: section {key!r} must be a mapping of settings")
+        sections[key] = _build_section(typing.get_type_hints(Config)[key], value, key, source)
+    return Config(**sections)
+
+
+def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
+    """Set ``section.key`` values (parsed as YAML scalars when given as strings from the command line)."""
+    data = config.to_dict()
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        if not key or section not in data:
+            raise UserError(f"override {dotted!r}: expected SECTION.KEY with SECTION one of {_names(Config)}")
+        if isinstance(value, str) and _accepts_yaml_parse(section, key):
+            value = yaml.safe_load(value) if value.strip() else value
+        data[section][key] = value
+    return from_dict(data, source="overrides")
+
+
+def parse_set_options(items: tuple[str, ...]) -> dict[str, Any]:
+    """``("discover.steps=10", ...)`` from ``--set`` to ``{"discover.steps": "10"}``."""
+    parsed = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        parsed[key.strip()] = value
+    return parsed
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def _accepts_yaml_parse(section: str, key: str) -> bool:
+    """String options of string-typed settings stay strings (a run named '1e3' stays a name)."""
+    section_cls = typing.get_type_hints(Config).get(section)
+    hint = typing.get_type_hints(section_cls).get(key) if section_cls else None
+    return hint is not str
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"config file {path} not found: give an existing YAML file (see pipelines/)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"config file {path}{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    return raw or {}
+
+
+def _field_map(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _names(cls: type) -> str:
+    return ", ".join(_field_map(cls))
+
+
+def _build_section(cls: type, values: dict[str, Any], section: str, source: str) -> Any:
+    fields = _field_map(cls)
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise UserError(f"{source}: unknown key {section}.{key}; allowed: {_names(cls)}")
+        kwargs[key] = _coerce(value, hints[key], f"{section}.{key}", fields[key].metadata, source)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str, meta: typing.Mapping[str, Any], source: str) -> Any:
+    try:
+        result = _check_type(value, hint)
+    except TypeError:
+        raise UserError(f"{source}: {key} = {value!r} is not allowed; expected {_describe(hint)}") from None
+    low, high = meta.get("min"), meta.get("max")
+    if isinstance(result, (int, float)) and not isinstance(result, bool):
+        if (low is not None and result < low) or (high is not None and result > high):
+            bounds = f"between {low} and {high}" if low is not None and high is not None else (
+                f">= {low}" if low is not None else f"<= {high}")
+            raise UserError(f"{source}: {key} = {value!r} is out of range; allowed: {bounds}")
+    return result
+
+
+def _check_type(value: Any, hint: Any) -> Any:
+    """``value`` converted to ``hint`` where the conversion is lossless, else ``TypeError``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return _check_type(value, option)
+            except TypeError:
+                continue
+        raise TypeError
+    if hint is type(None):
+        if value is None:
+            return None
+        raise TypeError
+    if origin is Literal:
+        if value in args:
+            return value
+        raise TypeError
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        return [_check_type(item, args[0]) for item in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError
+        return dict(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise TypeError
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError
+    raise TypeError
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is list:
+        return f"a list of ({_describe(args[0])})"
+    if origin is dict:
+        return "a mapping"
+    if hint is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))

@@ -1,0 +1,140 @@
+"""``saliency data NAME``: verify a local copy (or download the official archives) and link it.
+
+Verification decodes every file, checks that pairs are complete, and compares SHA-256 sums with
+the copy's own ``SHA256SUMS`` (a mismatch is an error: the copy is damaged) and with the list the
+package ships (made from a public mirror: a mismatch is a warning naming the files).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from tqdm import tqdm
+
+from saliency.datasets.folder import open_pair_folder
+from saliency.datasets.io import read_gray, read_image
+from saliency.datasets.registry import DatasetSpec, data_root, get_spec, held_splits
+from saliency.errors import UserError
+from saliency.runs import sha256_file
+
+log = logging.getLogger("saliency")
+
+
+@dataclass
+class Verification:
+    root: Path
+    pairs: int
+    splits: list[str]
+    checked_sums: int
+    mismatched_reference: list[str]
+
+
+def read_sums(path: Path) -> dict[str, str]:
+    """``sha256sum`` output as ``{relative path: digest}``."""
+    sums = {}
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            digest, _, name = line.strip().partition("  ")
+            sums[name.lstrip("*")] = digest
+    return sums
+
+
+def reference_sums(spec: DatasetSpec) -> dict[str, str]:
+    if spec.checksums is None:
+        return {}
+    return read_sums(Path(str(resources.files("saliency.datasets") / spec.checksums)))
+
+
+def verify(spec: DatasetSpec, root: Path) -> Verification:
+    """Check a copy of ``spec`` in ``root``; raise :class:`UserError` on damage, warn on reference mismatches."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"dataset folder {root} not found; give the folder holding images/ and ground_truth_mask/")
+    folder = open_pair_folder(root, name=spec.name)
+    for stem in tqdm(folder.stems, desc=f"decoding {spec.name}", unit="pair", leave=False):
+        read_image(folder.image_path(stem))
+        read_gray(folder.mask_path(stem))
+    files = {p.relative_to(root).as_posix(): p for stem in folder.stems
+             for p in (folder.image_path(stem), folder.mask_path(stem))}
+    digests = {name: sha256_file(path) for name, path in files.items()}
+    own_sums = root / "SHA256SUMS"
+    checked = 0
+    if own_sums.is_file():
+        for name, digest in read_sums(own_sums).items():
+            if name not in digests:
+                raise UserError(f"{root / name}: listed in {own_sums} but missing; restore it from the original copy")
+            if digests[name] != digest:
+                raise UserError(f"{root / name}: SHA-256 differs from {own_sums}; the copy is damaged, restore the file")
+            checked += 1
+    reference = reference_sums(spec)
+    mismatched = sorted(name for name, digest in digests.items() if name in reference and reference[name] != digest)
+    if mismatched:
+        log.warning("%s: %d files differ from the reference list %s (made from a public mirror): %s",
+                    spec.name, len(mismatched), spec.checksums, ", ".join(mismatched[:10]))
+    return Verification(root, len(folder), held_splits(spec, set(folder.stems)), checked, mismatched)
+
+
+def link(spec: DatasetSpec, source: Path) -> Path:
+    """Point ``data/NAME`` at ``source`` (a symlink, replaced atomically; a real folder is left alone)."""
+    target = data_root() / spec.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and not target.is_symlink():
+        if target.resolve() == Path(source).resolve():
+            return target
+        raise UserError(f"{target} is a real folder, not a link; move it away to link {source} there")
+    tmp = target.parent / f".{spec.name}.link.tmp"
+    tmp.unlink(missing_ok=True)
+    os.symlink(Path(source).resolve(), tmp, target_is_directory=True)
+    os.replace(tmp, target)
+    return target
+
+
+def download(spec: DatasetSpec, timeout: float = 20.0) -> Path:
+    """Fetch and unpack the official archives into ``data/NAME.download`` and return that folder."""
+    if not spec.archives:
+        raise UserError(f"dataset {spec.name!r} has no download; use `saliency data {spec.name} --from DIR`")
+    dest = data_root() / f"{spec.name}.download"
+    dest.mkdir(parents=True, exist_ok=True)
+    for part, url in spec.archives.items():
+        if (dest / part).is_dir():
+            continue
+        with tempfile.TemporaryDirectory(dir=dest) as tmp:
+            archive = Path(tmp) / "archive.zip"
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response, open(archive, "wb") as out:
+                    total = int(response.headers.get("Content-Length") or 0) or None
+                    with tqdm(total=total, unit="B", unit_scale=True, desc=f"{spec.name} {part}") as bar:
+                        while block := response.read(1 << 20):
+                            out.write(block)
+                            bar.update(len(block))
+            except (urllib.error.URLError, OSError) as error:
+                raise UserError(
+                    f"cannot download {url} ({getattr(error, 'reason', error)}; no network?): get the archives from "
+                    f"{spec.homepage}, unpack them into one folder and run `saliency data {spec.name} --from DIR`"
+                ) from None
+            with zipfile.ZipFile(archive) as zipped:
+                zipped.extractall(tmp)
+            unpacked = next((p for p in Path(tmp).rglob(part) if p.is_dir()), None)
+            if unpacked is None:
+                raise UserError(f"{url}: the archive holds no {part}/ folder; unpack it by hand and use --from")
+            os.replace(unpacked, dest / part)
+    return dest
+
+
+def prepare(name: str, source: Path | None = None) -> Verification:
+    """Verify ``source`` (or download) and link it as ``data/NAME``."""
+    spec = get_spec(name)
+    root = Path(source) if source is not None else download(spec)
+    result = verify(spec, root)
+    link(spec, root)
+    return result
+
+

@@ -1,0 +1,62 @@
+"""Stage 6: score predictions against a dataset's ground truth."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from saliency.datasets import PairFolder, resolve
+from saliency.evaluation.sources import PredictionSource
+from saliency.metrics import EvaluationResult, SaliencyEvaluator
+from saliency.runs import Stage, atomic_write_json, atomic_write_text, run_stage
+
+log = logging.getLogger("saliency")
+
+
+def evaluate(dataset: PairFolder, source: PredictionSource, metrics: list[str]) -> EvaluationResult:
+    """Score ``source`` on every pair of ``dataset`` (the source is checked first, before any work)."""
+    source.check(dataset)
+    evaluator = SaliencyEvaluator(metrics)
+    for stem in tqdm(dataset.stems, desc=f"evaluating on {dataset.name}", unit="img", leave=False):
+        mask = dataset.mask(stem)
+        evaluator.add(stem, source.predict(dataset, stem, mask.shape), mask)
+    return evaluator.result()
+
+
+def write_results(result: EvaluationResult, metrics_path: Path, details: dict[str, Any]) -> tuple[Path, Path]:
+    """``metrics.json`` (summary and where it came from) and the per-image CSV beside it."""
+    per_image_path = metrics_path.with_name("per_image.csv") if metrics_path.name == "metrics.json" \
+        else metrics_path.with_suffix(".per_image.csv")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(result.per_image[0]))
+    writer.writeheader()
+    writer.writerows(result.per_image)
+    atomic_write_text(per_image_path, buffer.getvalue())
+    atomic_write_json(metrics_path, {**details, "metrics": result.summary, "per_image": per_image_path.name})
+    return metrics_path, per_image_path
+
+
+def run_eval(dataset_name: str, split: str | None, source: PredictionSource, metrics: list[str],
+             run_dir: Path | None = None, output: Path | None = None, force: bool = False,
+             inputs: dict[str, Path] | None = None) -> dict[str, float]:
+    """Evaluate into ``output`` (a plain file) or into the run folder's ``eval`` stage."""
+    dataset = resolve(dataset_name, split)
+    details = {"dataset": dataset_name, "split": split, "images": len(dataset), "source": source.name}
+    if output is not None:
+        result = evaluate(dataset, source, metrics)
+        write_results(result, Path(output), details)
+        return result.summary
+
+    def body(stage: Stage) -> dict[str, float]:
+        result = evaluate(dataset, source, metrics)
+        write_results(result, stage.dir / "metrics.json", details)
+        return result.summary
+
+    stage = Stage(run_dir, "eval", config={**details, "metrics": list(metrics)},
+                  inputs={"masks": dataset.masks_dir, **(inputs or {})})
+    return run_stage(stage, body, force=force)
