@@ -1,0 +1,60 @@
+"""Generators behind one interface, found by name in a registry.
+
+``load(name, weights=None, device="cpu")`` builds a registered generator; ``weights="random"``
+keeps random weights (tests, benchmarks), anything else is resolved by :mod:`.weights`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from saliency.errors import UserError
+from saliency.generators.base import Generator, as_torch_generator
+
+_REGISTRY: dict[str, Callable[..., Generator]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., Generator]], Callable[..., Generator]]:
+    """Decorator: register a builder ``builder(weights=..., **options) -> Generator`` under ``name``."""
+
+    def wrap(builder: Callable[..., Generator]) -> Callable[..., Generator]:
+        if name in _REGISTRY:
+            raise ValueError(f"generator {name!r} registered twice")
+        _REGISTRY[name] = builder
+        return builder
+
+    return wrap
+
+
+def available() -> list[str]:
+    _import_builtin()
+    return sorted(_REGISTRY)
+
+
+def load(name: str, weights: str | None = None, device: str | torch.device = "cpu", **options) -> Generator:
+    """Build generator ``name`` with ``weights`` (a path, ``"random"``, or None for the published
+    weights), in eval mode on ``device``."""
+    _import_builtin()
+    if name not in _REGISTRY:
+        raise UserError(f"unknown generator {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
+    model = _REGISTRY[name](weights=weights, **options)
+    return model.to(device).eval()
+
+
+def _import_builtin() -> None:
+    """Import the built-in generator modules so that they register themselves."""
+    import importlib
+
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+_BUILTIN_MODULES: list[str] = [
+    "saliency.generators.toyworld",
+    "saliency.generators.biggan",
+    "saliency.generators.biggan_deep",
+]
+
+__all__ = ["Generator", "as_torch_generator", "available", "load", "register"]
