@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +33,10 @@ def main() -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(2)
+    finally:
+        # A stage launched by torchrun joined a process group: leave it so nccl exits cleanly.
+        if "saliency.distributed" in sys.modules:
+            sys.modules["saliency.distributed"].shutdown()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,7 +45,9 @@ def main() -> None:
 def cli(verbose: bool) -> None:
     """Unsupervised salient-object detection from a pretrained GAN's latent directions."""
     logging.basicConfig(format="%(message)s")
-    logging.getLogger("saliency").setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Under torchrun only rank 0 reports progress (every rank with --verbose); others warn.
+    quiet = int(os.environ.get("RANK", "0")) > 0 and not verbose
+    logging.getLogger("saliency").setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
 def stage_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -65,6 +72,9 @@ def resolve(config_path: Path | None, run_dir: Path | None, overrides: dict[str,
 
 
 def print_metrics(metrics: dict[str, Any]) -> None:
+    """The stage's metrics, once (by rank 0 under torchrun)."""
+    if int(os.environ.get("RANK", "0")) > 0:
+        return
     for key, value in metrics.items():
         if isinstance(value, float):
             value = f"{value:.4f}"
@@ -94,25 +104,93 @@ def data_command(name: str, source: Path | None) -> None:
               help="Folder of 8-bit PNG predictions named like the images.")
 @click.option("--baseline", type=click.Choice(sorted(BASELINES)), default=None,
               help="Evaluate a trivial prediction instead (the sanity floor).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="A U-Net model.pt: predict every image, keep the PNGs, and score them.")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write metrics to this JSON file instead of the run folder.")
+@click.option("--device", default=None, help="cpu, cuda or auto (with --checkpoint).")
 @stage_options
 def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | None, predictions: Path | None,
-                 baseline: str | None, output: Path | None, run_dir: Path | None, config_path: Path | None,
-                 force: bool) -> None:
+                 baseline: str | None, checkpoint: Path | None, output: Path | None, device: str | None,
+                 run_dir: Path | None, config_path: Path | None, force: bool) -> None:
     """Score saliency predictions on a dataset (MAE, F-beta, S-, E-measure, IoU, accuracy)."""
+    from saliency.distributed import resolve_device
     from saliency.evaluation import FolderSource, run_eval
 
-    if (predictions is None) == (baseline is None):
-        raise UserError("eval: give exactly one of --predictions DIR or --baseline zeros|center")
-    overrides = {"eval.dataset": dataset, "eval.split": split, "eval.metrics": list(metrics) or None}
+    if sum(x is not None for x in (predictions, baseline, checkpoint)) != 1:
+        raise UserError("eval: give exactly one of --predictions DIR, --checkpoint FILE or --baseline zeros|center")
+    overrides = {"eval.dataset": dataset, "eval.split": split, "eval.metrics": list(metrics) or None,
+                 "run.device": device}
     config, run_dir = resolve(config_path, run_dir, overrides)
-    source = FolderSource(predictions) if predictions is not None else BASELINES[baseline]()
-    inputs = {"predictions": predictions} if predictions is not None else {}
+    if checkpoint is not None:
+        from saliency.segmentation.predict import CheckpointSource
+
+        saved = (output.with_suffix("") if output is not None else run_dir / "eval") / "predictions"
+        source = CheckpointSource(checkpoint, resolve_device(config.run.device), save_to=saved)
+        inputs = {"checkpoint": checkpoint}
+    elif predictions is not None:
+        source, inputs = FolderSource(predictions), {"predictions": predictions}
+    else:
+        source, inputs = BASELINES[baseline](), {}
     summary = run_eval(config.eval.dataset, config.eval.split, source, config.eval.metrics,
                        run_dir=run_dir, output=output, force=force, inputs=inputs)
     click.echo(f"{source.name} on {config.eval.dataset}/{config.eval.split}")
     print_metrics(summary)
+
+
+@cli.command("train-unet")
+@click.option("--steps", type=int, default=None, help="Training steps (paper: 15000).")
+@click.option("--batch-size", type=int, default=None, help="Batch size (paper: 128).")
+@click.option("--source", type=click.Choice(["shards", "online"]), default=None,
+              help="Train on the synth stage's shards or synthesize pairs on the fly.")
+@click.option("--encoder", default=None, help="segmentation-models-pytorch encoder name.")
+@click.option("--device", default=None, help="cpu, cuda or auto.")
+@stage_options
+def train_unet_command(steps: int | None, batch_size: int | None, source: str | None, encoder: str | None,
+                       device: str | None, run_dir: Path | None, config_path: Path | None, force: bool) -> None:
+    """Train the U-Net on the synthetic pairs (stage 5)."""
+    from saliency.segmentation.train import run_train_unet
+
+    config, run_dir = resolve(config_path, run_dir, {
+        "unet.steps": steps, "unet.batch_size": batch_size, "unet.source": source, "unet.encoder": encoder,
+        "run.device": device})
+    print_metrics(run_train_unet(config, run_dir, config.run.device, force=force))
+
+
+@cli.command("run")
+@click.argument("pipeline", type=click.Path(path_type=Path))
+@click.option("--set", "settings", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a setting (repeatable).")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), default=None,
+              help="Run folder (default runs/<run.name>).")
+@click.option("--from", "first", default=None, help="First stage to run.")
+@click.option("--until", "last", default=None, help="Last stage to run.")
+@click.option("--force", is_flag=True, help="Redo the selected stages even when complete.")
+def run_command(pipeline: Path, settings: tuple[str, ...], run_dir: Path | None, first: str | None,
+                last: str | None, force: bool) -> None:
+    """Run every stage of a pipeline YAML into one run folder (complete stages are skipped)."""
+    from saliency.config import parse_set_options
+    from saliency.pipeline import run_pipeline, select_stages
+
+    config, run_dir = resolve(pipeline, run_dir, parse_set_options(settings))
+    results = run_pipeline(config, run_dir, select_stages(first, last), force=force)
+    for name, metrics in results.items():
+        click.echo(f"[{name}]")
+        print_metrics(metrics)
+    click.echo(f"run folder: {run_dir}")
+
+
+@cli.command("predict")
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="A U-Net model.pt.")
+@click.option("--images", type=click.Path(path_type=Path), required=True, help="Folder of images.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the PNG predictions.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+def predict_command(checkpoint: Path, images: Path, out: Path, device: str) -> None:
+    """Predict a saliency PNG per image (shorter side to 128, foreground probability, original size)."""
+    from saliency.distributed import resolve_device
+    from saliency.segmentation.predict import predict_folder
+
+    written = predict_folder(checkpoint, images, out, resolve_device(device))
+    click.echo(f"wrote {written} predictions to {out}")
 
 
 @cli.command("generate")
@@ -142,3 +220,111 @@ def parse_int_list(text: str | None, option: str) -> list[int] | None:
         return [int(item) for item in text.split(",") if item.strip()]
     except ValueError:
         raise UserError(f"{option} {text!r}: expected comma-separated integers such as 1,2,3") from None
+
+
+@cli.command("discover")
+@click.option("--generator", "generator_name", default=None, help="Registered generator (e.g. biggan-128, toyworld).")
+@click.option("--weights", default=None, help="Weights path, 'random', or none for the published weights.")
+@click.option("--method", default=None, help="voynov, lu (trained) or sefa, ganspace, random, coordinate, import.")
+@click.option("--deformator", default=None, help="ortho, unit-norm, linear or fc.")
+@click.option("--reconstructor", default=None, help="resnet18 or lenet.")
+@click.option("--directions", type=int, default=None, help="K (default: the latent dimension, as in the paper).")
+@click.option("--steps", type=int, default=None, help="Training steps (closed-form methods: of the reconstructor, for RCA).")
+@click.option("--batch-size", type=int, default=None)
+@click.option("--lr", type=float, default=None)
+@click.option("--classes", default=None, help="Comma-separated class ids to condition on.")
+@click.option("--import-path", default=None, help="Authors' deformator file, for --method import.")
+@click.option("--seed", type=int, default=None)
+@click.option("--device", default=None, help="cpu, cuda or auto.")
+@stage_options
+def discover_command(generator_name: str | None, weights: str | None, method: str | None, deformator: str | None,
+                     reconstructor: str | None, directions: int | None, steps: int | None, batch_size: int | None,
+                     lr: float | None, classes: str | None, import_path: str | None, seed: int | None,
+                     device: str | None, run_dir: Path | None, config_path: Path | None, force: bool) -> None:
+    """Stage 1: discover K latent directions (launch with torchrun for several GPUs)."""
+    from saliency.discovery.train import run_discover
+
+    overrides = {"generator.name": generator_name, "generator.weights": weights, "discover.method": method,
+                 "discover.deformator": deformator, "discover.reconstructor": reconstructor,
+                 "discover.directions": directions, "discover.steps": steps, "discover.batch_size": batch_size,
+                 "discover.lr": lr, "discover.classes": parse_int_list(classes, "--classes"),
+                 "discover.import_path": import_path, "discover.seed": seed, "run.device": device}
+    config, run_dir = resolve(config_path, run_dir, overrides)
+    print_metrics(run_discover(config, run_dir, config.run.device, force=force))
+
+
+@cli.command("classes")
+@click.option("--dataset", default=None, help="Registered dataset or folder whose images pick the classes.")
+@click.option("--split", default=None, help="Split of the dataset (paper: train).")
+@click.option("--classifier", default=None, help="ImageNet classifier (resnet18).")
+@click.option("--classifier-weights", default=None, help="State dict file (default: torchvision's cache).")
+@click.option("--fraction", type=float, default=None, help="Share of the predicted classes to keep (paper: 0.25).")
+@click.option("--select", default=None, help="auto (classifier counts), all, or comma-separated generator class ids.")
+@click.option("--generator", "generator_name", default=None, help="Generator whose classes 'all' or a list names.")
+@click.option("--device", default=None, help="cpu, cuda or auto.")
+@stage_options
+def classes_command(dataset: str | None, split: str | None, classifier: str | None, classifier_weights: str | None,
+                    fraction: float | None, select: str | None, generator_name: str | None, device: str | None,
+                    run_dir: Path | None, config_path: Path | None, force: bool) -> None:
+    """Stage 3: choose the generator classes that fit a dataset (top-5 counts of an ImageNet classifier)."""
+    from saliency.classes import run_classes
+
+    chosen = select if select in (None, "auto", "all") else parse_int_list(select, "--select")
+    overrides = {"classes.dataset": dataset, "classes.split": split, "classes.classifier": classifier,
+                 "classes.classifier_weights": classifier_weights, "classes.fraction": fraction,
+                 "classes.select": chosen, "generator.name": generator_name, "run.device": device}
+    config, run_dir = resolve(config_path, run_dir, overrides)
+    print_metrics(run_classes(config, run_dir, config.run.device, force=force))
+
+
+@cli.command("synth-dataset")
+@click.option("--dataset", default=None, help="Dataset the classes were chosen for (by `saliency classes`).")
+@click.option("--n", type=int, default=None, help="Accepted image/mask pairs to write.")
+@click.option("--generator", "generator_name", default=None, help="Registered generator.")
+@click.option("--weights", default=None, help="Weights path, 'random', or none for the published weights.")
+@click.option("--direction", type=int, default=None, help="Override rank's choice: column of discover/directions.pt.")
+@click.option("--sign", type=click.Choice(["1", "-1"]), default=None, help="Override rank's sign.")
+@click.option("--shift", type=float, default=None, help="Override rank's shift length.")
+@click.option("--mask-mode", default=None, help="intensity (paper) or diff (authors' code).")
+@click.option("--threshold", type=float, default=None, help="Brightness threshold of the mask rule (0.95).")
+@click.option("--shard-size", type=int, default=None)
+@click.option("--batch-size", type=int, default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--device", default=None, help="cpu, cuda or auto.")
+@stage_options
+def synth_dataset_command(dataset: str | None, n: int | None, generator_name: str | None, weights: str | None,
+                          direction: int | None, sign: str | None, shift: float | None, mask_mode: str | None,
+                          threshold: float | None, shard_size: int | None, batch_size: int | None, seed: int | None,
+                          device: str | None, run_dir: Path | None, config_path: Path | None, force: bool) -> None:
+    """Stage 4: write filtered image/mask pairs in shards (launch with torchrun for several GPUs)."""
+    from saliency.synthesis.stage import run_synth
+
+    overrides = {"classes.dataset": dataset, "synth.n": n, "generator.name": generator_name,
+                 "generator.weights": weights, "synth.direction": direction,
+                 "synth.sign": None if sign is None else int(sign), "synth.shift": shift,
+                 "synth.mask_mode": mask_mode, "synth.threshold": threshold, "synth.shard_size": shard_size,
+                 "synth.batch_size": batch_size, "synth.seed": seed, "run.device": device}
+    config, run_dir = resolve(config_path, run_dir, overrides)
+    print_metrics(run_synth(config, run_dir, config.run.device, force=force))
+
+
+@cli.command("rank")
+@click.option("--real", default=None, help="Dataset name or image folder for DVN, or 'generated' (generator samples).")
+@click.option("--top", type=int, default=None, help="Directions (best by DVN) tested for background removal.")
+@click.option("--direction", type=int, default=None, help="Override the choice: column of discover/directions.pt.")
+@click.option("--sign", type=click.Choice(["1", "+1", "-1"]), default=None, help="Override the choice's sign.")
+@click.option("--shift", type=float, default=None, help="Override the choice's shift magnitude.")
+@click.option("--seed", type=int, default=None)
+@click.option("--device", default=None, help="cpu, cuda or auto.")
+@stage_options
+def rank_command(real: str | None, top: int | None, direction: int | None, sign: str | None, shift: float | None,
+                 seed: int | None, device: str | None, run_dir: Path | None, config_path: Path | None,
+                 force: bool) -> None:
+    """Stage 2: rank directions by DVN and choose the background-removal direction, sign and shift."""
+    from saliency.ranking.stage import run_rank
+
+    overrides = {"rank.real": real, "rank.top": top, "rank.direction": direction,
+                 "rank.sign": None if sign is None else int(sign), "rank.magnitude": shift, "rank.seed": seed,
+                 "run.device": device}
+    config, run_dir = resolve(config_path, run_dir, overrides)
+    print_metrics(run_rank(config, run_dir, config.run.device, force=force))

@@ -51,11 +51,14 @@ class DiscoverConfig:
     lr: float = _opt(1e-4, min=0.0)
     shift_scale: float = _opt(6.0, min=0.0, help="epsilon ~ U[-scale, scale]")
     min_shift: float = _opt(0.5, min=0.0, help="|epsilon| pushed to at least this")
-    shift_weight: float = _opt(0.25, min=0.0, help="lambda of the shift regression loss")
+    shift_weight: float | None = _opt(None, min=0.0, help="lambda of the shift loss; null = the method's paper value "
+                                                          "(voynov 0.25, lu 0.5)")
     centroid_weight: float = _opt(0.25, min=0.0, help="gamma of Lu et al.'s centroid loss")
     classes: list[int] | None = _opt(None, help="classes to condition on; null = uniform over all")
     checkpoint_every: int = _opt(1000, min=1)
     import_path: str | None = _opt(None, help="deformator file for method 'import'")
+    rca_samples: int = _opt(1024, min=1, help="fresh pairs on which the final RCA is measured")
+    ganspace_samples: int = _opt(2048, min=2, help="samples of the PCA of method 'ganspace'")
     seed: int = _opt(0, min=0)
 
 
@@ -72,6 +75,12 @@ class RankConfig:
     direction: int | None = _opt(None, min=0, help="override: direction index")
     sign: int | None = _opt(None, min=-1, max=1, help="override: +1 or -1")
     seed: int = _opt(0, min=0)
+    dvn_resolution: int = _opt(32, min=32, help="DVN classifier input size (LeNet's 32 px)")
+    dvn_chunk: int = _opt(32, min=1, help="directions whose DVN classifiers train together (memory)")
+    mask_shifts: list[float] = _opt([6.0, 12.0, 26.0], help="shift magnitudes tried per candidate "
+                                    "(masks by the synth section's rule)")
+    magnitude: float | None = _opt(None, min=0.0, help="override: shift magnitude (with direction/sign)")
+    batch_size: int = _opt(64, min=1, help="generator batch")
 
 
 @dataclass
@@ -82,6 +91,7 @@ class ClassesConfig:
     classifier_weights: str | None = _opt(None)
     fraction: float = _opt(0.25, min=0.0, max=1.0)
     select: Literal["auto", "all"] | list[int] = _opt("auto", help="'auto' = classifier counts, 'all', or a list")
+    batch_size: int = _opt(32, min=1, help="images per classifier batch")
 
 
 @dataclass
@@ -95,6 +105,9 @@ class SynthConfig:
     batch_size: int = _opt(32, min=1)
     shard_size: int = _opt(1000, min=1)
     seed: int = _opt(0, min=0)
+    direction: int | None = _opt(None, min=0, help="override: column of discover/directions.pt; null = rank's choice")
+    sign: Literal[-1, 1] | None = _opt(None, help="override: +1 or -1; null = rank's sign (+1 with a given direction)")
+    area_bounds: Literal["inclusive", "strict"] = _opt("inclusive", help="area in [min, max] (paper) or strictly between (code)")
 
 
 @dataclass
@@ -107,10 +120,12 @@ class UnetConfig:
     lr: float = _opt(0.005, min=0.0)
     lr_decay: float = _opt(0.2, min=0.0, max=1.0)
     lr_step: int = _opt(4000, min=1)
-    temperature: float = _opt(10.0, min=0.0)
+    temperature: float = _opt(10.0, min=1e-6, help="logits are divided by it in the loss (paper: 10)")
     augment: bool = _opt(False)
-    eval_every: int = _opt(1000, min=1)
+    eval_every: int = _opt(1000, min=1, help="steps between MAE checks on the eval dataset")
+    eval_images: int = _opt(100, min=0, help="images of the eval split used by those checks; 0 = none")
     checkpoint_every: int = _opt(1000, min=1)
+    workers: int = _opt(0, min=0, help="data-loading processes")
     seed: int = _opt(0, min=0)
 
 

@@ -13,7 +13,7 @@ from saliency.errors import UserError
 def test_defaults_are_the_papers() -> None:
     config = load_config()
     assert (config.discover.steps, config.discover.batch_size, config.discover.lr) == (100_000, 32, 1e-4)
-    assert config.discover.shift_weight == 0.25 and config.discover.shift_scale == 6.0
+    assert config.discover.shift_weight is None and config.discover.shift_scale == 6.0  # None: each paper's λ
     assert (config.rank.shift, config.rank.dvn_samples, config.rank.dvn_steps) == (6.0, 3200, 100)
     assert config.classes.fraction == 0.25 and config.synth.threshold == 0.95
     assert (config.synth.min_area, config.synth.max_area) == (0.05, 0.5)

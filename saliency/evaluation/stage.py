@@ -8,7 +8,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm import tqdm
+
+from saliency.config import Config
 
 from saliency.datasets import PairFolder, resolve
 from saliency.evaluation.sources import PredictionSource
@@ -60,3 +63,15 @@ def run_eval(dataset_name: str, split: str | None, source: PredictionSource, met
     stage = Stage(run_dir, "eval", config={**details, "metrics": list(metrics)},
                   inputs={"masks": dataset.masks_dir, **(inputs or {})})
     return run_stage(stage, body, force=force)
+
+
+def run_eval_checkpoint(cfg: Config, run_dir: Path, device: str | torch.device, force: bool = False) -> dict[str, float]:
+    """Stage 6 of a pipeline: predict with the run's U-Net, keep the PNGs, score them."""
+    from saliency.distributed import resolve_device
+    from saliency.segmentation.predict import CheckpointSource
+    from saliency.segmentation.train import MODEL_FILE
+
+    checkpoint = Path(run_dir) / "unet" / MODEL_FILE
+    source = CheckpointSource(checkpoint, resolve_device(device), save_to=Path(run_dir) / "eval" / "predictions")
+    return run_eval(cfg.eval.dataset, cfg.eval.split, source, cfg.eval.metrics, run_dir=run_dir, force=force,
+                    inputs={"checkpoint": checkpoint})

@@ -1,0 +1,108 @@
+"""The files stage 1 hands to later stages: ``directions.pt`` and ``reconstructor.pt``.
+
+This module is the one place their format is written and read. ``directions.pt`` is a plain dict
+(loadable with ``weights_only=True``): ``directions`` (dim_z×K float32, unit-norm columns),
+``method``, ``deformator`` (its type), ``deformator_state`` (the deformator's state dict when the
+unit columns alone do not reproduce its shifts, else None), ``generator`` (registered name),
+``dim_z`` and ``format``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from saliency.errors import UserError
+from saliency.runs import atomic_torch_save
+
+DIRECTIONS_FILE = "directions.pt"
+RECONSTRUCTOR_FILE = "reconstructor.pt"
+FORMAT_VERSION = 1
+_UNIT_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class Directions:
+    """K latent directions of one generator, as unit-norm columns of a (dim_z, K) matrix."""
+
+    directions: torch.Tensor
+    method: str
+    deformator: str
+    generator: str
+    deformator_state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def dim_z(self) -> int:
+        return self.directions.shape[0]
+
+    @property
+    def count(self) -> int:
+        return self.directions.shape[1]
+
+
+def save_directions(path: Path, found: Directions) -> Path:
+    """Write ``found`` to ``path`` atomically; columns must be unit-norm (a bug otherwise)."""
+    norms = found.directions.norm(dim=0)
+    if found.directions.dim() != 2 or not torch.allclose(norms, torch.ones_like(norms), atol=_UNIT_TOLERANCE):
+        raise ValueError("directions must be a (dim_z, K) matrix with unit-norm columns")
+    state = None if found.deformator_state is None else {
+        key: value.detach().cpu().clone() for key, value in found.deformator_state.items()}
+    return atomic_torch_save({
+        "format": FORMAT_VERSION,
+        "directions": found.directions.detach().float().cpu().contiguous(),
+        "method": found.method,
+        "deformator": found.deformator,
+        "deformator_state": state,
+        "generator": found.generator,
+        "dim_z": found.dim_z,
+    }, Path(path))
+
+
+def load_directions(path: Path, dim_z: int | None = None, generator: str | None = None) -> Directions:
+    """Read a ``directions.pt``; with ``dim_z`` / ``generator`` given, check it belongs to that generator.
+
+    Anything wrong (missing, not this format, other generator) is a :class:`UserError` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: directions file not found; run `saliency discover` for this run first")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the user's to replace
+        raise UserError(f"{path}: not a directions file written by `saliency discover` ({error})") from None
+    found = _parse(raw, path)
+    if dim_z is not None and found.dim_z != dim_z:
+        raise UserError(f"{path}: directions are {found.dim_z}-dimensional ({found.generator}), the generator's "
+                        f"latent space is {dim_z}-dimensional; rerun `saliency discover` for this generator")
+    if generator is not None and found.generator != generator:
+        raise UserError(f"{path}: directions were discovered for generator {found.generator!r}, not {generator!r}; "
+                        f"rerun `saliency discover` for this generator")
+    return found
+
+
+def save_reconstructor(path: Path, reconstructor: torch.nn.Module, name: str, num_directions: int) -> Path:
+    """Write the trained reconstructor (type, K and state dict) atomically."""
+    state = {key: value.detach().cpu() for key, value in reconstructor.state_dict().items()}
+    return atomic_torch_save({"format": FORMAT_VERSION, "reconstructor": name,
+                              "num_directions": num_directions, "state": state}, Path(path))
+
+
+def _parse(raw: Any, path: Path) -> Directions:
+    required = {"directions": torch.Tensor, "method": str, "deformator": str, "generator": str, "dim_z": int}
+    if not isinstance(raw, dict) or any(not isinstance(raw.get(key), kind) for key, kind in required.items()):
+        raise UserError(f"{path}: not a directions file written by `saliency discover` "
+                        f"(expected entries {', '.join(required)})")
+    matrix = raw["directions"]
+    if matrix.dim() != 2 or matrix.shape[0] != raw["dim_z"] or not matrix.is_floating_point():
+        raise UserError(f"{path}: 'directions' has shape {tuple(matrix.shape)}, expected ({raw['dim_z']}, K) floats")
+    norms = matrix.norm(dim=0)
+    if not torch.allclose(norms, torch.ones_like(norms), atol=_UNIT_TOLERANCE):
+        raise UserError(f"{path}: the direction columns are not unit-norm; the file is damaged, rerun discover")
+    state = raw.get("deformator_state")
+    if state is not None and not isinstance(state, dict):
+        raise UserError(f"{path}: 'deformator_state' must be a state dict or None")
+    return Directions(directions=matrix.float(), method=raw["method"], deformator=raw["deformator"],
+                      generator=raw["generator"], deformator_state=state)

@@ -1,0 +1,147 @@
+"""Training objectives: how a batch of latents becomes image pairs, predictions and a loss.
+
+``voynov`` (paper eq. 1): one shift, cross-entropy on the direction plus λ·L1 on the magnitude.
+``lu`` (Lu et al. 2020): two consecutive shifts, both pairs reconstructed, plus a centroid loss
+pulling each shift code toward the mean code of its direction in the batch. Both return a
+:class:`StepOutput`, so one training loop serves them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ContextManager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from saliency.distributed import unwrap
+from saliency.errors import UserError
+
+Amp = Callable[[], ContextManager[None]]
+
+
+@dataclass(frozen=True)
+class ShiftSampler:
+    """k ~ U{0..K-1}, eps ~ U[-scale, scale] pushed to |eps| >= min_shift (paper §3.3)."""
+
+    scale: float = 6.0
+    min_shift: float = 0.5
+
+    def __call__(self, n: int, num_directions: int, rng: torch.Generator,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        k = torch.randint(num_directions, (n,), generator=rng)
+        eps = (torch.rand(n, generator=rng) * 2 - 1) * self.scale
+        sign = torch.where(eps < 0, -1.0, 1.0)
+        eps = sign * eps.abs().clamp_min(self.min_shift)
+        return k.to(device), eps.to(device)
+
+
+@dataclass
+class StepOutput:
+    """A step's loss, its named parts (logged) and the direction accuracy of the batch."""
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    accuracy: torch.Tensor
+
+
+class VoynovObjective:
+    """Pairs (G(z), G(z + A(eps e_k))); loss = CE(k) + λ·|eps − eps_hat|."""
+
+    terms = ("classification", "shift")
+
+    def __init__(self, sampler: ShiftSampler, shift_weight: float) -> None:
+        self.sampler = sampler
+        self.shift_weight = shift_weight
+
+    def __call__(self, generator: nn.Module, deformator: nn.Module, reconstructor: nn.Module,
+                 z: torch.Tensor, classes: torch.Tensor, rng: torch.Generator, amp: Amp) -> StepOutput:
+        k, eps = self.sampler(len(z), unwrap(deformator).num_directions, rng, z.device)
+        shift = deformator(k, eps)
+        with amp():
+            with torch.no_grad():
+                original = generator(z, classes)
+            shifted = generator(z + shift, classes)
+            logits, eps_hat = reconstructor(original, shifted)
+        classification = F.cross_entropy(logits.float(), k)
+        regression = (eps_hat.float() - eps).abs().mean()
+        return StepOutput(loss=classification + self.shift_weight * regression,
+                          terms={"classification": classification, "shift": regression},
+                          accuracy=(logits.argmax(1) == k).float().mean())
+
+
+class LuObjective:
+    """Pairs (G(z), G(z + s1)) and (G(z + s1), G(z + s1 + s2)), s_i = A(eps_i e_k_i); both are
+    reconstructed (CE + λ·L1), plus γ times the centroid loss of the shift codes."""
+
+    terms = ("classification", "shift", "centroid")
+
+    def __init__(self, sampler: ShiftSampler, shift_weight: float, centroid_weight: float) -> None:
+        self.sampler = sampler
+        self.shift_weight = shift_weight
+        self.centroid_weight = centroid_weight
+
+    def __call__(self, generator: nn.Module, deformator: nn.Module, reconstructor: nn.Module,
+                 z: torch.Tensor, classes: torch.Tensor, rng: torch.Generator, amp: Amp) -> StepOutput:
+        n = len(z)
+        k, eps = self.sampler(2 * n, unwrap(deformator).num_directions, rng, z.device)
+        shifts = deformator(k, eps)  # one call for both steps: DDP allows one forward per backward
+        first_step, second_step = shifts[:n], shifts[n:]
+        with amp():
+            with torch.no_grad():
+                original = generator(z, classes)
+            shifted = generator(torch.cat([z + first_step, z + first_step + second_step]),
+                                torch.cat([classes, classes]))
+            once, twice = shifted[:n], shifted[n:]
+            logits, eps_hat = reconstructor(torch.cat([original, once]), torch.cat([once, twice]))
+        classification = F.cross_entropy(logits.float(), k)
+        regression = (eps_hat.float() - eps).abs().mean()
+        centroid = centroid_loss(shifts * eps.sign().unsqueeze(1), k, unwrap(deformator).num_directions)
+        loss = classification + self.shift_weight * regression + self.centroid_weight * centroid
+        return StepOutput(loss=loss, terms={"classification": classification, "shift": regression,
+                                            "centroid": centroid},
+                          accuracy=(logits.argmax(1) == k).float().mean())
+
+
+def centroid_loss(codes: torch.Tensor, k: torch.Tensor, num_directions: int) -> torch.Tensor:
+    """Mean of 1 − cos(code, centroid of its direction in the batch) (Lu et al. eqs. 3–5).
+
+    Codes are taken sign-corrected (A(eps e_k)·sign(eps)), so that shifts of opposite signs along
+    one direction agree instead of cancelling in the centroid.
+    """
+    centroids = torch.zeros(num_directions, codes.shape[1], dtype=codes.dtype, device=codes.device)
+    centroids = centroids.index_add(0, k, codes)
+    return (1 - F.cosine_similarity(codes, centroids[k], dim=1)).mean()
+
+
+def _voynov(sampler: ShiftSampler, shift_weight: float, centroid_weight: float) -> VoynovObjective:
+    """Voynov & Babenko have no centroid term."""
+    return VoynovObjective(sampler, shift_weight)
+
+
+def _lu(sampler: ShiftSampler, shift_weight: float, centroid_weight: float) -> LuObjective:
+    return LuObjective(sampler, shift_weight, centroid_weight)
+
+
+Objective = VoynovObjective | LuObjective
+
+OBJECTIVES: dict[str, Callable[[ShiftSampler, float, float], Objective]] = {
+    "voynov": _voynov,
+    "lu": _lu,
+}
+
+
+# λ of each paper: Voynov & Babenko 0.25, Lu et al. 0.5 (SPEC.md §1).
+PAPER_SHIFT_WEIGHTS: dict[str, float] = {"voynov": 0.25, "lu": 0.5}
+
+
+def build_objective(name: str, sampler: ShiftSampler, shift_weight: float | None,
+                    centroid_weight: float) -> Objective:
+    """Objective ``name`` with the loss weights λ (shift; None = that paper's value) and γ
+    (centroid; used by ``lu`` only)."""
+    if name not in OBJECTIVES:
+        raise UserError(f"discover.method = {name!r} is not a training objective; "
+                        f"choose one of {', '.join(OBJECTIVES)}")
+    weight = PAPER_SHIFT_WEIGHTS[name] if shift_weight is None else shift_weight
+    return OBJECTIVES[name](sampler, weight, centroid_weight)

@@ -1,0 +1,241 @@
+"""Stage 1, ``saliency discover``: learn (or compute) K latent directions and measure RCA.
+
+One training loop serves every objective: per step it draws z (and classes), lets the objective
+build image pairs and a loss, and updates the deformator A (when it learns) and the reconstructor
+R with Adam. Randomness of step s on rank r comes from its own seed (seed, r, s), so a run resumed
+from a checkpoint draws exactly what the uninterrupted run would have drawn. Checkpoints hold both
+models, both optimizers, the step and the per-step loss history.
+
+Closed-form methods skip A's training; with ``steps > 0`` R is still trained against their fixed
+directions, which is how the paper measures the RCA of its random and coordinate baselines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm import tqdm
+
+from saliency import distributed, generators
+from saliency.config import Config
+from saliency.discovery.artifacts import (DIRECTIONS_FILE, RECONSTRUCTOR_FILE, Directions, save_directions,
+                                          save_reconstructor)
+from saliency.discovery.closed_form import CLOSED_FORM, ClosedFormRequest
+from saliency.discovery.deformators import Deformator, FixedDeformator, build_deformator
+from saliency.discovery.figures import save_direction_grids
+from saliency.discovery.objectives import OBJECTIVES, Objective, ShiftSampler, VoynovObjective, build_objective
+from saliency.discovery.reconstructors import build_reconstructor
+from saliency.errors import UserError
+from saliency.generators.base import Generator
+from saliency.runs import Stage, run_stage
+from saliency.training import History, load_checkpoint, save_checkpoint, save_curves, step_rng
+
+log = logging.getLogger("saliency")
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+LOG_EVERY = 50  # steps between progress updates (and cross-rank averaging of the logged values)
+# Independent random streams of one seed: training batches, RCA batches.
+TRAIN_STREAM, RCA_STREAM = 0, 1
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How long and how to train; ``classes``/``truncation`` shape the latents drawn."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    seed: int
+    classes: list[int] | None = None
+    truncation: float | None = None
+    checkpoint_every: int = 1000
+
+
+def sample_latents(generator: Generator, n: int, rng: torch.Generator, classes: list[int] | None,
+                   truncation: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """z ``(n, dim_z)`` and class ids ``(n,)`` on the generator's device."""
+    return generator.sample_z(n, rng, truncation), generator.sample_classes(n, rng, choices=classes)
+
+
+def train(generator: Generator, deformator: Deformator, reconstructor: torch.nn.Module, objective: Objective,
+          settings: TrainSettings, device: torch.device, checkpoint: Path | None = None,
+          fingerprint: dict[str, Any] | None = None, on_step: Callable[[int], None] | None = None,
+          bf16: bool = True) -> History:
+    """Train ``deformator`` (if it has parameters) and ``reconstructor`` for ``settings.steps`` steps.
+
+    With ``checkpoint``, resume from it when its ``fingerprint`` matches and save to it every
+    ``checkpoint_every`` steps and at the end (rank 0 only). ``on_step(step)`` runs after each step.
+    ``bf16`` runs the generator and reconstructor under bf16 autocast on CUDA (ignored on CPU).
+    """
+    generator.eval().requires_grad_(False)
+    deformator.to(device).train()
+    reconstructor.to(device).train()
+    optimizers = {"reconstructor": torch.optim.Adam(reconstructor.parameters(), lr=settings.lr)}
+    if any(p.requires_grad for p in deformator.parameters()):
+        optimizers["deformator"] = torch.optim.Adam(deformator.parameters(), lr=settings.lr)
+    history = History(("loss", *objective.terms, "accuracy"), [])
+    resumed = load_checkpoint(checkpoint, fingerprint, settings.steps, "discover") if checkpoint is not None else None
+    if resumed is not None:
+        deformator.load_state_dict(resumed["deformator"])
+        reconstructor.load_state_dict(resumed["reconstructor"])
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(resumed["optimizers"][name])
+        history.rows = resumed["history"].tolist()
+        log.info("discover: resumed from %s at step %d", checkpoint, len(history.rows))
+    models = distributed.data_parallel(deformator, device), distributed.data_parallel(reconstructor, device)
+    amp = functools.partial(distributed.autocast, device, bf16)
+    bar = tqdm(total=settings.steps, initial=len(history.rows), desc="discover", dynamic_ncols=True,
+               disable=not distributed.is_writer())
+    pending: list[torch.Tensor] = []
+    for step in range(len(history.rows), settings.steps):
+        rng = step_rng(settings.seed, TRAIN_STREAM, distributed.rank(), step)
+        z, classes = sample_latents(generator, settings.batch_size, rng, settings.classes, settings.truncation)
+        out = objective(generator, *models, z, classes, rng, amp)
+        for optimizer in optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        for optimizer in optimizers.values():
+            optimizer.step()
+        pending.append(torch.stack([out.loss, *(out.terms[name] for name in objective.terms), out.accuracy])
+                       .detach().float())
+        done = step + 1
+        at_checkpoint = done % settings.checkpoint_every == 0 or done == settings.steps
+        if at_checkpoint or done % LOG_EVERY == 0:
+            history.rows.extend(distributed.mean_across_ranks(torch.stack(pending)).cpu().tolist())
+            pending.clear()
+            bar.update(done - bar.n)
+            bar.set_postfix(loss=f"{history.running('loss'):.3f}", rca=f"{history.running('accuracy'):.3f}")
+        if at_checkpoint and checkpoint is not None and distributed.is_writer():
+            save_checkpoint(checkpoint, fingerprint, history, deformator=deformator.state_dict(),
+                            reconstructor=reconstructor.state_dict(),
+                            optimizers={name: optimizer.state_dict() for name, optimizer in optimizers.items()})
+            log.info("discover: step %d/%d, loss %.4f, running RCA %.3f", done, settings.steps,
+                     history.running("loss"), history.running("accuracy"))
+        if on_step is not None:
+            on_step(done)
+    bar.close()
+    for model in (deformator, reconstructor):  # DDP syncs batch-norm statistics before each forward, not after the last
+        distributed.broadcast_module(model)
+    return history
+
+
+@torch.no_grad()
+def measure_rca(generator: Generator, deformator: Deformator, reconstructor: torch.nn.Module,
+                sampler: ShiftSampler, samples: int, batch_size: int, seed: int, device: torch.device,
+                classes: list[int] | None = None, truncation: float | None = None) -> float:
+    """Reconstructor classification accuracy on ``samples`` fresh single-shift pairs (paper §4),
+    split over ranks; the models are put in eval mode."""
+    deformator.eval()
+    reconstructor.eval()
+    probe = VoynovObjective(sampler, shift_weight=0.0)
+    amp = functools.partial(distributed.autocast, device)
+    mine = math.ceil(samples / distributed.world_size())
+    totals = torch.zeros(2, dtype=torch.float64, device=device)
+    for index, first in enumerate(range(0, mine, batch_size)):
+        n = min(batch_size, mine - first)
+        rng = step_rng(seed, RCA_STREAM, distributed.rank(), index)
+        z, labels = sample_latents(generator, n, rng, classes, truncation)
+        out = probe(generator, deformator, reconstructor, z, labels, rng, amp)
+        totals += torch.tensor([out.accuracy.item() * n, n], dtype=torch.float64, device=device)
+    correct, count = distributed.sum_across_ranks(totals).tolist()
+    return correct / count
+
+
+def run_discover(cfg: Config, run_dir: Path, device: str | torch.device, force: bool = False) -> dict[str, Any]:
+    """Stage 1 into ``run_dir/discover``: ``directions.pt``, ``reconstructor.pt``, ``losses.csv``,
+    ``curves.png``, ``grids/*.png``; returns the metrics (RCA among them)."""
+    device = distributed.resolve_device(device)
+    distributed.init(device)
+    section = {"generator": dataclasses.asdict(cfg.generator), "discover": dataclasses.asdict(cfg.discover)}
+    inputs = {}
+    if cfg.discover.method == "import" and cfg.discover.import_path:
+        inputs["import"] = Path(cfg.discover.import_path)
+    if cfg.generator.weights and Path(cfg.generator.weights).is_file():
+        inputs["weights"] = Path(cfg.generator.weights)
+    stage = Stage(run_dir, "discover", config=section, seed=cfg.discover.seed, inputs=inputs)
+    body = functools.partial(_discover, cfg=cfg, device=device, section=section)
+    return run_stage(stage, body, force=force, is_writer=distributed.is_writer())
+
+
+def _discover(stage: Stage, cfg: Config, device: torch.device, section: dict[str, Any]) -> dict[str, Any]:
+    distributed.barrier()  # rank 0 has cleared the stage folder (--force) before anyone reads it
+    options = cfg.discover
+    generator = generators.load(cfg.generator.name, weights=cfg.generator.weights, device=device,
+                                **cfg.generator.options)
+    distributed.broadcast_module(generator.requires_grad_(False))
+    if options.classes is not None:
+        _check_classes(generator, options.classes)
+    deformator, found = _deformator(cfg, generator)
+    deformator.to(device)
+    # closed-form directions: R learns against them with the paper's objective (its baseline protocol)
+    objective_name = options.method if options.method in OBJECTIVES else "voynov"
+    sampler = ShiftSampler(options.shift_scale, options.min_shift)
+    objective = build_objective(objective_name, sampler, options.shift_weight, options.centroid_weight)
+    reconstructor = build_reconstructor(options.reconstructor, deformator.num_directions, generator.resolution,
+                                        options.seed)
+    settings = TrainSettings(steps=options.steps, batch_size=options.batch_size, lr=options.lr, seed=options.seed,
+                             classes=options.classes, truncation=cfg.generator.truncation,
+                             checkpoint_every=options.checkpoint_every)
+    # A checkpoint stays valid when only the length of the run, the checkpoint spacing or the
+    # size of the final RCA measurement changed.
+    fingerprint = {**section, "discover": {key: value for key, value in section["discover"].items()
+                                           if key not in ("steps", "checkpoint_every", "rca_samples")}}
+    history = train(generator, deformator, reconstructor, objective, settings, device,
+                    checkpoint=stage.dir / CHECKPOINT, fingerprint=fingerprint)
+    rca = None
+    if options.steps > 0:
+        rca = measure_rca(generator, deformator, reconstructor, sampler, options.rca_samples, options.batch_size,
+                          options.seed, device, options.classes, cfg.generator.truncation)
+    if found is None:
+        found = Directions(directions=deformator.directions(), method=options.method, deformator=options.deformator,
+                           generator=cfg.generator.name,
+                           deformator_state=None if deformator.exact_columns else deformator.state_dict())
+    if distributed.is_writer():
+        _write_outputs(stage.dir, found, history, generator, deformator, reconstructor, cfg)
+    distributed.barrier()
+    metrics: dict[str, Any] = {"method": options.method, "directions": found.count, "steps": len(history.rows),
+                               "rca": rca, "rca_samples": options.rca_samples if rca is not None else 0}
+    if history.rows:
+        metrics["final_loss"] = history.running("loss")
+    return metrics
+
+
+def _deformator(cfg: Config, generator: Generator) -> tuple[Deformator, Directions | None]:
+    """A fresh deformator for a training method; fixed directions (and them) for a closed-form one."""
+    options = cfg.discover
+    if options.method in OBJECTIVES:
+        count = options.directions or generator.dim_z
+        return build_deformator(options.deformator, generator.dim_z, count, options.seed), None
+    request = ClosedFormRequest(generator=generator, generator_name=cfg.generator.name,
+                                num_directions=options.directions, seed=options.seed, classes=options.classes,
+                                truncation=cfg.generator.truncation,
+                                import_path=Path(options.import_path) if options.import_path else None,
+                                samples=options.ganspace_samples, batch_size=options.batch_size)
+    found = CLOSED_FORM[options.method](request)
+    return FixedDeformator(found.directions), found
+
+
+def _write_outputs(folder: Path, found: Directions, history: History, generator: Generator,
+                   deformator: Deformator, reconstructor: torch.nn.Module, cfg: Config) -> None:
+    save_directions(folder / DIRECTIONS_FILE, found)
+    if history.rows:
+        save_reconstructor(folder / RECONSTRUCTOR_FILE, reconstructor, cfg.discover.reconstructor,
+                           deformator.num_directions)
+        history.write_csv(folder / "losses.csv")
+        save_curves(history, folder / "curves.png", {"losses": history.columns[:-1],
+                                                       "direction accuracy (training batches)": ("accuracy",)})
+    save_direction_grids(generator, deformator, folder / "grids", cfg.discover.seed, cfg.discover.classes,
+                         cfg.generator.truncation)
+
+
+def _check_classes(generator: Generator, classes: list[int]) -> None:
+    if generator.n_classes == 0 or not classes or any(not 0 <= c < generator.n_classes for c in classes):
+        raise UserError(f"discover.classes = {classes}: the generator has classes 0..{generator.n_classes - 1}; "
+                        f"pass ids in that range (or leave classes unset)")

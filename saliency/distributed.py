@@ -1,0 +1,145 @@
+"""torch.distributed helpers shared by every stage: one process per device, launched by torchrun.
+
+Outside a launcher everything falls back to one process (rank 0 of 1), so stage code calls these
+helpers unconditionally and the same code runs on a laptop, one GPU or several. The process group
+uses nccl on CUDA and gloo on CPU, so the multi-process path can be tested without a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import ContextManager
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from saliency.errors import UserError
+
+DEVICE_NAMES = ("cpu", "cuda", "auto")
+
+
+def launched() -> bool:
+    """Whether a launcher (torchrun) described more than one process in the environment."""
+    return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init(device: torch.device) -> bool:
+    """Join the process group described by torchrun's environment, once; True when distributed.
+
+    The backend follows the device: nccl for CUDA tensors, gloo for CPU tensors.
+    """
+    if dist.is_initialized():
+        return True
+    if not launched():
+        return False
+    if device.type == "cuda":
+        dist.init_process_group(backend="nccl", device_id=device)
+    else:
+        dist.init_process_group(backend="gloo")
+    return True
+
+
+def shutdown() -> None:
+    """Leave the process group (no-op when there is none), so nccl exits without warnings."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def local_rank() -> int:
+    """The process's index on its machine (which GPU it drives)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_writer() -> bool:
+    """Only rank 0 writes manifests and shared files."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``cpu``, ``cuda`` (this process's GPU under torchrun) or ``auto`` (cuda when there is one)."""
+    if isinstance(name, torch.device):
+        return name
+    if name not in DEVICE_NAMES:
+        raise UserError(f"device {name!r} is not known; choose one of {', '.join(DEVICE_NAMES)}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError("device 'cuda' asked for, but no CUDA GPU is visible; use device cpu or auto")
+    device = torch.device("cuda", local_rank())
+    torch.cuda.set_device(device)
+    return device
+
+
+def autocast(device: torch.device, enabled: bool = True) -> ContextManager[None]:
+    """bf16 autocast on CUDA when ``enabled``; a no-op elsewhere (CPU bf16 is slow and changes results)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def mean_across_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """The element-wise mean of ``tensor`` over all ranks (the tensor itself when alone)."""
+    if not dist.is_initialized():
+        return tensor
+    total = tensor.detach().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total / dist.get_world_size()
+
+
+def sum_across_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum of ``tensor`` over all ranks (counts, correct predictions)."""
+    if not dist.is_initialized():
+        return tensor
+    total = tensor.detach().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
+
+
+def reduce_metrics(metrics: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Scalar metrics averaged over ranks (``device`` must suit the backend: CUDA for nccl)."""
+    if not dist.is_initialized() or not metrics:
+        return dict(metrics)
+    values = mean_across_ranks(torch.tensor(list(metrics.values()), dtype=torch.float64, device=device))
+    return dict(zip(metrics, values.tolist()))
+
+
+def broadcast_module(module: nn.Module) -> nn.Module:
+    """Copy rank 0's parameters and buffers to every rank (e.g. a randomly initialised generator)."""
+    if dist.is_initialized():
+        with torch.no_grad():
+            for tensor in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(tensor.data, src=0)
+    return module
+
+
+def data_parallel(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module`` wrapped in DistributedDataParallel when distributed and trainable, else itself.
+
+    DDP averages gradients over ranks and starts every rank from rank 0's weights.
+    """
+    if not dist.is_initialized() or not any(p.requires_grad for p in module.parameters()):
+        return module
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (or the module itself)."""
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module

@@ -1,0 +1,67 @@
+"""``rank/rank.json``: what stage 2 hands to later stages. This module alone writes and reads it.
+
+The file holds the DVN of every direction, DVN mean and DVN_top-50, every candidate's scores and
+the choice: direction index, sign, shift magnitude and the unit direction vector itself, so a later
+stage needs no other file to move along it (the index also points into ``discover/directions.pt``).
+A later stage moves z by ``sign · shift`` along ``vector``:
+``saliency.synthesis.masks.synthesize_batch(generator, z, c, choice.vector, choice.signed_shift, ...)``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from saliency.errors import UserError
+from saliency.runs import atomic_write_json
+
+RANK_FILE = "rank.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The chosen background-removal move: ``sign · shift`` along the unit ``vector`` (``(d,)``)."""
+
+    direction: int
+    sign: int
+    shift: float
+    vector: torch.Tensor
+    overridden: bool = False
+
+    @property
+    def signed_shift(self) -> float:
+        return self.sign * self.shift
+
+
+def save_rank(path: Path, content: dict[str, Any], choice: Choice) -> Path:
+    """Write ``content`` (DVN, candidates, settings) with ``choice`` and the format version, atomically."""
+    record = {"format": FORMAT_VERSION, **content, "choice": {
+        "direction": choice.direction, "sign": choice.sign, "shift": choice.shift,
+        "overridden": choice.overridden, "vector": [float(v) for v in choice.vector.tolist()]}}
+    return atomic_write_json(Path(path), record)
+
+
+def load_choice(path: Path, dim_z: int | None = None) -> Choice:
+    """The choice recorded in a ``rank.json``; with ``dim_z``, checked against the generator."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: not found; run `saliency rank` for this run first")
+    try:
+        raw = json.loads(path.read_text())
+        choice = raw["choice"]
+        vector = torch.tensor(choice["vector"], dtype=torch.float32)
+        found = Choice(direction=int(choice["direction"]), sign=int(choice["sign"]), shift=float(choice["shift"]),
+                       vector=vector, overridden=bool(choice.get("overridden", False)))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{path}: not a rank file written by `saliency rank` ({error}); rerun it") from None
+    if found.sign not in (1, -1) or vector.dim() != 1 or found.shift <= 0:
+        raise UserError(f"{path}: the choice is damaged (sign, shift or vector); rerun `saliency rank`")
+    if dim_z is not None and len(vector) != dim_z:
+        raise UserError(f"{path}: the chosen direction is {len(vector)}-dimensional, the generator's latent space "
+                        f"is {dim_z}-dimensional; rerun `saliency rank` for this generator")
+    return found

@@ -1,0 +1,150 @@
+"""Stage 2: rank the discovered directions by DVN and choose the background-removal one.
+
+Reads ``discover/directions.pt`` and real images (``rank.real``); writes ``rank/rank.json`` (see
+:mod:`saliency.ranking.artifacts`), ``rank/dvn.png`` and ``rank/candidates/*.png``. Every input is
+checked before any file is written. ``rank.direction`` / ``rank.sign`` / ``rank.magnitude``
+override the choice; the scores are computed and written all the same, the overridden direction
+and magnitude added to the candidates when they are not among them. Directions are the file's unit
+columns, moved along by a length (as SPEC.md §2 and §4 define the shifts); a deformator's bias or
+non-linear part, when the file has one, is not used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from saliency import distributed, generators
+from saliency.config import Config, RankConfig, SynthConfig
+from saliency.seeding import seeded_rng
+from saliency.discovery.artifacts import DIRECTIONS_FILE, Directions, load_directions
+from saliency.errors import UserError
+from saliency.generators.base import Generator
+from saliency.ranking.artifacts import RANK_FILE, Choice, save_rank
+from saliency.ranking.dvn import DVNSettings, dvn_scores, dvn_top
+from saliency.ranking.pictures import save_candidate_sheet, save_dvn_chart
+from saliency.ranking.real import check_real, real_folder, real_images
+from saliency.ranking.select import Candidate, MaskSettings, choose, score_candidates
+from saliency.runs import Stage, run_stage
+
+log = logging.getLogger("saliency")
+
+# Random streams of the stage seed beside DVN's own (saliency.ranking.dvn).
+REAL_STREAM, MASK_STREAM = 100, 101
+SHEETS = 4  # candidate sheets drawn: the best (direction, sign) pairs, plus the choice
+DVN_TOP = 50  # the paper's DVN_top averages the 50 highest
+
+
+def run_rank(cfg: Config, run_dir: Path, device: str | torch.device, force: bool = False) -> dict[str, Any]:
+    """Stage 2 into ``run_dir/rank``; returns DVN mean, DVN_top-50 and the choice."""
+    device = distributed.resolve_device(device)
+    run_dir = Path(run_dir)
+    options = cfg.rank
+    check_options(options, cfg.synth)
+    check_real(options.real)
+    generator = generators.load(cfg.generator.name, weights=cfg.generator.weights, device=device,
+                                **cfg.generator.options).requires_grad_(False)
+    directions_path = run_dir / "discover" / DIRECTIONS_FILE
+    found = load_directions(directions_path, dim_z=generator.dim_z, generator=cfg.generator.name)
+    if options.direction is not None and options.direction >= found.count:
+        raise UserError(f"rank.direction = {options.direction} (--direction) is out of range: {directions_path} "
+                        f"holds {found.count} directions (0..{found.count - 1})")
+    inputs = {"directions": directions_path}
+    if (folder := real_folder(options.real)) is not None:
+        inputs["real"] = folder
+    masks = mask_settings(options, cfg.synth)
+    section = {"generator": dataclasses.asdict(cfg.generator), "rank": dataclasses.asdict(options),
+               "masks": dataclasses.asdict(masks)}
+    stage = Stage(run_dir, "rank", config=section, seed=options.seed, inputs=inputs)
+    body = functools.partial(_rank, generator=generator, found=found, options=options, masks=masks,
+                             truncation=cfg.generator.truncation)
+    return run_stage(stage, body, force=force)
+
+
+def check_options(options: RankConfig, rule: SynthConfig) -> None:
+    """Settings the config's ranges cannot express, each a one-line error."""
+    if options.sign not in (None, 1, -1):
+        raise UserError(f"rank.sign = {options.sign} (--sign): use +1 or -1")
+    if not options.mask_shifts or any(s <= 0 for s in options.mask_shifts):
+        raise UserError(f"rank.mask_shifts = {options.mask_shifts}: give one or more positive magnitudes")
+    if options.magnitude is not None and options.magnitude <= 0:
+        raise UserError(f"rank.magnitude = {options.magnitude} (--shift): give a positive shift length")
+    if rule.min_area > rule.max_area:
+        raise UserError(f"synth.min_area = {rule.min_area} is above synth.max_area = {rule.max_area}")
+
+
+def dvn_settings(options: RankConfig) -> DVNSettings:
+    return DVNSettings(shift=options.shift, samples=options.dvn_samples, steps=options.dvn_steps,
+                       batch_size=options.dvn_batch_size, lr=options.dvn_lr, resolution=options.dvn_resolution,
+                       chunk=options.dvn_chunk, generator_batch=options.batch_size)
+
+
+def mask_settings(options: RankConfig, rule: SynthConfig) -> MaskSettings:
+    """The candidates' test with the mask rule and area filter synthesis will use (the synth
+    section); an overridden magnitude joins the configured ones."""
+    magnitudes = set(options.mask_shifts) | ({options.magnitude} if options.magnitude is not None else set())
+    return MaskSettings(magnitudes=tuple(sorted(magnitudes)), samples=options.mask_samples,
+                        threshold=rule.threshold, min_area=rule.min_area, max_area=rule.max_area,
+                        inclusive=rule.area_bounds == "inclusive", batch_size=options.batch_size)
+
+
+def candidate_directions(dvn: torch.Tensor, top: int, override: int | None) -> list[int]:
+    """The ``top`` directions by DVN (stable order), plus the overridden one."""
+    chosen = torch.argsort(dvn, descending=True, stable=True)[:top].tolist()
+    if override is not None and override not in chosen:
+        chosen.append(override)
+    return chosen
+
+
+def _rank(stage: Stage, generator: Generator, found: Directions, options: RankConfig, masks: MaskSettings,
+          truncation: float | None) -> dict[str, Any]:
+    directions = found.directions.to(generator.device)
+    settings = dvn_settings(options)
+    log.info("rank: DVN of %d directions (%d samples, %d px, real images: %s)", found.count, settings.samples,
+             settings.resolution, options.real)
+    real = real_images(options.real, settings.samples, settings.resolution, seeded_rng(options.seed, REAL_STREAM),
+                       generator, truncation, options.batch_size)
+    dvn = dvn_scores(generator, directions, real, settings, options.seed, truncation)
+    indices = candidate_directions(dvn, options.top, options.direction)
+    log.info("rank: testing %d candidate directions for background removal", len(indices))
+    rng = seeded_rng(options.seed, MASK_STREAM)
+    z, classes = generator.sample_z(masks.samples, rng, truncation), generator.sample_classes(masks.samples, rng)
+    candidates = score_candidates(generator, directions, indices, dvn, z, classes, masks)
+    best = choose(candidates, options.direction, options.sign, options.magnitude)
+    overridden = any(value is not None for value in (options.direction, options.sign, options.magnitude))
+    vector = found.directions[:, best.direction]
+    choice = Choice(best.direction, best.sign, best.shift, vector / vector.norm(), overridden)
+    top_mean = dvn_top(dvn, DVN_TOP)
+    save_rank(stage.dir / RANK_FILE, {
+        "generator": found.generator, "method": found.method, "directions_file": f"discover/{DIRECTIONS_FILE}",
+        "settings": {"dvn": dataclasses.asdict(settings), "masks": dataclasses.asdict(masks), "real": options.real,
+                     "seed": options.seed},
+        "dvn": [round(float(v), 6) for v in dvn], "dvn_mean": float(dvn.mean()), f"dvn_top{DVN_TOP}": top_mean,
+        "order": torch.argsort(dvn, descending=True, stable=True).tolist(),
+        "candidates": [candidate.as_dict() for candidate in candidates],
+    }, choice)
+    save_dvn_chart(dvn.cpu(), best.direction, stage.dir / "dvn.png")
+    for candidate in _sheet_candidates(candidates, best):
+        name = f"direction{candidate.direction:03d}_{'plus' if candidate.sign > 0 else 'minus'}.png"
+        save_candidate_sheet(generator, directions[:, candidate.direction], candidate.sign, list(masks.magnitudes),
+                             z, classes, masks.threshold, stage.dir / "candidates" / name)
+    log.info("rank: chose direction %d, sign %+d, shift %g (score %.3f, DVN %.3f)", best.direction, best.sign,
+             best.shift, best.score, best.dvn)
+    return {"directions": found.count, "dvn_mean": float(dvn.mean()), f"dvn_top{DVN_TOP}": top_mean,
+            "direction": best.direction, "sign": best.sign, "shift": best.shift, "score": best.score,
+            "dvn_chosen": best.dvn}
+
+
+def _sheet_candidates(candidates: list[Candidate], best: Candidate) -> list[Candidate]:
+    """The best candidate of each of the first ``SHEETS`` (direction, sign) pairs, and the choice."""
+    seen: dict[tuple[int, int], Candidate] = {}
+    for candidate in [best, *candidates]:
+        if len(seen) >= SHEETS + 1:
+            break
+        seen.setdefault((candidate.direction, candidate.sign), candidate)
+    return list(seen.values())

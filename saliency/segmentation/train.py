@@ -1,0 +1,227 @@
+"""Stage 5, ``saliency train-unet``: a two-class U-Net on synthetic image/mask pairs.
+
+Paper settings (SPEC.md §5): Adam at 0.005, x0.2 every 4000 steps, 15000 steps, batch 128,
+per-pixel cross-entropy on logits / 10. Batches are drawn by step (indices from the step's own
+random stream), so a run resumed from its checkpoint sees exactly the batches the uninterrupted
+run would have seen. Every ``eval_every`` steps the MAE on a few real test images is logged, the
+honest signal of whether synthetic training transfers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+from tqdm import tqdm
+
+from saliency import distributed
+from saliency.config import Config
+from saliency.datasets import PairFolder, resolve
+from saliency.errors import UserError
+from saliency.runs import Stage, read_manifest, run_stage
+from saliency.segmentation.model import build_unet, save_unet
+from saliency.segmentation.predict import predict_image
+from saliency.training import History, load_checkpoint, save_checkpoint, save_curves, step_rng
+
+log = logging.getLogger("saliency")
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+MODEL_FILE = "model.pt"
+BATCH_STREAM = 0
+LOG_EVERY = 10
+
+
+@dataclass(frozen=True)
+class UnetSettings:
+    steps: int
+    batch_size: int
+    lr: float
+    lr_decay: float
+    lr_step: int
+    temperature: float
+    seed: int
+    checkpoint_every: int
+    eval_every: int
+    workers: int = 0
+
+
+class StepBatches(Sampler[list[int]]):
+    """Index batches for steps ``start..steps-1``, each drawn from its step's own random stream."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, start: int, steps: int):
+        self.size, self.batch_size, self.seed, self.start, self.steps = size, batch_size, seed, start, steps
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.steps):
+            rng = step_rng(self.seed, BATCH_STREAM, distributed.rank(), step)
+            yield torch.randint(self.size, (self.batch_size,), generator=rng).tolist()
+
+
+def step_batches(pairs: Dataset, settings: UnetSettings, start: int, device: torch.device) -> Iterable[Any]:
+    """Batches for steps ``start..steps-1``: drawn by step from a dataset of pairs, or taken in order
+    from an online stream (which skips what earlier steps consumed)."""
+    pin = device.type == "cuda"
+    if isinstance(pairs, IterableDataset):
+        stream = pairs.skipping(start, settings.batch_size)
+        loader = DataLoader(stream, batch_size=settings.batch_size, num_workers=settings.workers, pin_memory=pin)
+        return itertools.islice(loader, settings.steps - start)
+    sampler = StepBatches(len(pairs), settings.batch_size, settings.seed, start, settings.steps)
+    return DataLoader(pairs, batch_sampler=sampler, num_workers=settings.workers, pin_memory=pin)
+
+
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Per-pixel cross-entropy on logits / temperature (the authors' temperature 10)."""
+    return F.cross_entropy(logits.float() / temperature, masks.long())
+
+
+@torch.no_grad()
+def sample_mae(model: nn.Module, dataset: PairFolder, stems: list[str], device: torch.device) -> float:
+    """MAE of the current model on ``stems`` (the paper's inference, at the masks' size)."""
+    was_training = model.training
+    model.eval()
+    errors = [float(np.abs(predict_image(model, dataset.image(s), device) - dataset.mask(s)).mean()) for s in stems]
+    model.train(was_training)
+    return float(np.mean(errors))
+
+
+def train_unet(model: nn.Module, pairs: Dataset, settings: UnetSettings, device: torch.device,
+               checkpoint: Path | None = None, fingerprint: dict[str, Any] | None = None,
+               monitor: Callable[[nn.Module], float] | None = None) -> tuple[History, list[tuple[int, float]]]:
+    """Train ``model`` on ``pairs`` (image in [-1, 1] 3xHxW, mask HxW); returns the per-step history
+    and the ``(step, monitor(model))`` checks. Resumes from ``checkpoint`` when it matches."""
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=settings.lr_step, gamma=settings.lr_decay)
+    history = History(("loss", "pixel_accuracy", "lr"), [])
+    checks: list[tuple[int, float]] = []
+    resumed = load_checkpoint(checkpoint, fingerprint, settings.steps, "train-unet") if checkpoint else None
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        history.rows = resumed["history"].tolist()
+        checks = [tuple(row) for row in resumed["checks"].tolist()]
+        log.info("train-unet: resumed from %s at step %d", checkpoint, len(history.rows))
+    start = len(history.rows)
+    parallel = distributed.data_parallel(model, device)
+    batches = step_batches(pairs, settings, start, device)
+    bar = tqdm(total=settings.steps, initial=start, desc="train-unet", dynamic_ncols=True,
+               disable=not distributed.is_writer())
+    pending: list[torch.Tensor] = []
+    for step, (images, masks) in enumerate(batches, start=start):
+        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+        with distributed.autocast(device):
+            logits = parallel(images)
+        loss = segmentation_loss(logits, masks, settings.temperature)
+        if not torch.isfinite(distributed.mean_across_ranks(loss.detach())):
+            kept = f"the last good checkpoint ({checkpoint}, step {_checkpoint_step(checkpoint)}) is kept" \
+                if checkpoint is not None and checkpoint.is_file() else "no checkpoint was written yet"
+            raise UserError(f"train-unet: the loss became {loss.item()} at step {step + 1}; {kept}; "
+                            f"lower unet.lr or check the synthetic pairs")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        accuracy = (logits.argmax(dim=1) == masks).float().mean()
+        pending.append(torch.stack([loss.detach(), accuracy, torch.tensor(optimizer.param_groups[0]["lr"],
+                                                                          device=device)]).float())
+        done = step + 1
+        at_checkpoint = done % settings.checkpoint_every == 0 or done == settings.steps
+        if at_checkpoint or done % LOG_EVERY == 0:
+            history.rows.extend(distributed.mean_across_ranks(torch.stack(pending)).cpu().tolist())
+            pending.clear()
+            bar.update(done - bar.n)
+            bar.set_postfix(loss=f"{history.running('loss'):.4f}", acc=f"{history.running('pixel_accuracy'):.3f}")
+        if monitor is not None and distributed.is_writer() and (done % settings.eval_every == 0 or done == settings.steps):
+            checks.append((done, monitor(distributed.unwrap(parallel))))
+            log.info("train-unet: step %d, loss %.4f, MAE %.4f", done, history.running("loss"), checks[-1][1])
+        if at_checkpoint and checkpoint is not None and distributed.is_writer():
+            save_checkpoint(checkpoint, fingerprint, history, model=distributed.unwrap(parallel).state_dict(),
+                            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                            checks=torch.tensor(checks, dtype=torch.float64).reshape(len(checks), 2))
+    bar.close()
+    return history, checks
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+
+
+def run_train_unet(cfg: Config, run_dir: Path, device: str | torch.device, force: bool = False,
+                   pairs: Dataset | None = None) -> dict[str, Any]:
+    """Stage 5 into ``run_dir/unet``: ``model.pt``, ``checkpoints/last.pt``, ``losses.csv``, ``curves.png``.
+
+    ``pairs`` defaults to the synthetic pairs of ``run_dir/synth`` (or the online synthesizer)."""
+    device = distributed.resolve_device(device)
+    distributed.init(device)
+    section = {"unet": dataclasses.asdict(cfg.unet), "eval": {"dataset": cfg.eval.dataset, "split": cfg.eval.split}}
+    inputs: dict[str, Path] = {}
+    if pairs is None and cfg.unet.source == "shards":
+        inputs = {"pairs": Path(run_dir) / "synth" / "manifest.json"}
+    elif pairs is None:  # online: the pairs are made from the generator, the direction and the classes
+        from saliency.synthesis.stage import direction_inputs
+
+        section.update(generator=dataclasses.asdict(cfg.generator), synth=dataclasses.asdict(cfg.synth))
+        inputs = {"classes": Path(run_dir) / "classes" / "classes.json", **direction_inputs(cfg, Path(run_dir))}
+    stage = Stage(run_dir, "unet", config=section, seed=cfg.unet.seed, inputs=inputs)
+    body = functools.partial(_train_stage, cfg=cfg, run_dir=Path(run_dir), device=device, section=section,
+                             pairs=pairs)
+    return run_stage(stage, body, force=force, is_writer=distributed.is_writer())
+
+
+def _train_stage(stage: Stage, cfg: Config, run_dir: Path, device: torch.device, section: dict[str, Any],
+                 pairs: Dataset | None) -> dict[str, Any]:
+    options = cfg.unet
+    if pairs is None:
+        pairs = synthetic_pairs(cfg, run_dir, device)
+    monitor = None
+    if options.eval_images > 0:
+        real = resolve(cfg.eval.dataset, cfg.eval.split)
+        stems = list(real.stems[:: max(1, len(real) // options.eval_images)][: options.eval_images])
+        monitor = functools.partial(sample_mae, dataset=real, stems=stems, device=device)
+    torch.manual_seed(options.seed)  # the U-Net's initial weights
+    model = build_unet(options.encoder, options.encoder_weights)
+    settings = UnetSettings(options.steps, options.batch_size, options.lr, options.lr_decay, options.lr_step,
+                            options.temperature, options.seed, options.checkpoint_every, options.eval_every,
+                            options.workers)
+    fingerprint = {k: v for k, v in section["unet"].items() if k not in ("steps", "checkpoint_every", "workers")}
+    history, checks = train_unet(model, pairs, settings, device, stage.dir / CHECKPOINT, fingerprint,
+                                 monitor=monitor)
+    if distributed.is_writer():
+        save_unet(model, stage.dir / MODEL_FILE, options.encoder, {"step": len(history.rows)})
+        history.write_csv(stage.dir / "losses.csv")
+        save_curves(history, stage.dir / "curves.png", {"loss": ("loss",), "accuracy and MAE": ("pixel_accuracy",)},
+                    extra={f"MAE on {cfg.eval.dataset}/{cfg.eval.split}": ([s for s, _ in checks], [m for _, m in checks])}
+                    if monitor else None)
+    distributed.barrier()
+    metrics: dict[str, Any] = {"steps": len(history.rows), "final_loss": history.running("loss")}
+    if checks and monitor:
+        metrics["sample_mae"] = checks[-1][1]
+    return metrics
+
+
+def synthetic_pairs(cfg: Config, run_dir: Path, device: torch.device) -> Dataset:
+    """The pairs of the synth stage (``unet.source: shards``) or the online synthesizer."""
+    from saliency.synthesis.shards import ShardDataset
+    from saliency.synthesis.stage import online_pairs
+
+    if cfg.unet.source == "online":
+        return online_pairs(cfg, run_dir, device)
+    manifest = read_manifest(Path(run_dir) / "synth")
+    if manifest is None or manifest.get("status") != "complete":
+        raise UserError(f"train-unet: {run_dir}/synth is not complete; run `saliency synth-dataset --run {run_dir}` "
+                        f"first (or set unet.source: online)")
+    return ShardDataset(Path(run_dir) / "synth")

@@ -1,0 +1,184 @@
+"""Stage 4: the synthetic dataset of image/mask pairs under ``runs/NAME/synth`` (SPEC.md §4).
+
+Reads the classes chosen for the dataset (``classes/classes.json``) and the background direction,
+its sign and shift length (``saliency rank``'s choice, or ``synth.direction`` — a column of
+``discover/directions.pt`` — with ``synth.sign`` and ``synth.shift``), then writes the shards of
+:mod:`saliency.synthesis.shards`. Under torchrun each rank writes its own shards and rank 0 the
+summary files; an interrupted run resumes at the first missing shard and produces the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from saliency import distributed, generators
+from saliency.classes import CLASSES_FILE, ChosenClasses, load_classes
+from saliency.config import Config
+from saliency.discovery.artifacts import DIRECTIONS_FILE, load_directions
+from saliency.errors import UserError
+from saliency.generators.base import Generator
+from saliency.ranking.artifacts import RANK_FILE, load_choice
+from saliency.runs import Stage, atomic_write_json, run_stage
+from saliency.synthesis.online import OnlinePairs, PairSampler, shard_counts
+from saliency.synthesis.shards import (SHARDS_DIR, STATS_FILE, my_shards, remove_extra_shards, write_shards,
+                                       write_summary)
+
+log = logging.getLogger("saliency")
+
+PLAN_FILE = "plan.json"
+
+
+@dataclass(frozen=True)
+class BackgroundShift:
+    """The latent move that whitens the background: a direction, a signed shift length, and where
+    they came from."""
+
+    direction: torch.Tensor
+    shift: float
+    source: str
+
+
+def direction_inputs(cfg: Config, run_dir: Path) -> dict[str, Path]:
+    """The earlier stage's file the direction is read from (for the manifest's input hashes)."""
+    if cfg.synth.direction is not None:
+        return {"directions": Path(run_dir) / "discover" / DIRECTIONS_FILE}
+    return {"rank": Path(run_dir) / "rank" / RANK_FILE}
+
+
+def background_shift(cfg: Config, run_dir: Path, generator: Generator) -> BackgroundShift:
+    """The direction, sign and shift length for the masks.
+
+    ``synth.direction`` unset: ``saliency rank``'s choice, with ``synth.sign`` / ``synth.shift``
+    overriding its sign / shift when set. ``synth.direction`` set: that column of
+    ``discover/directions.pt``, sign ``synth.sign`` (default +1), shift ``synth.shift`` (required);
+    rank's choice, made for another direction, is not used.
+    """
+    options = cfg.synth
+    if options.direction is None:
+        path = direction_inputs(cfg, run_dir)["rank"]
+        if not path.is_file():
+            raise UserError(f"synth: no background direction chosen ({path} missing): run `saliency rank --run "
+                            f"{run_dir}`, or set synth.direction (a column of discover/directions.pt) and synth.shift")
+        choice = load_choice(path, dim_z=generator.dim_z)
+        sign, shift = options.sign or choice.sign, options.shift if options.shift is not None else choice.shift
+        return BackgroundShift(choice.vector, sign * shift, f"rank: direction {choice.direction}, sign {sign:+d}")
+    found = load_directions(direction_inputs(cfg, run_dir)["directions"], dim_z=generator.dim_z,
+                            generator=cfg.generator.name)
+    if options.direction >= found.count:
+        raise UserError(f"synth.direction = {options.direction}, but discover found {found.count} directions "
+                        f"(0..{found.count - 1}); pick one of those")
+    if options.shift is None:
+        raise UserError("synth.direction is set but synth.shift is not: set the shift length "
+                        "(the authors' code uses 26 for BigGAN)")
+    sign = options.sign or 1
+    return BackgroundShift(found.directions[:, options.direction], sign * options.shift,
+                           f"discover column {options.direction}, sign {sign:+d}")
+
+
+def check_classes(chosen: ChosenClasses, generator: Generator, generator_name: str) -> None:
+    """The chosen ids must be classes of this generator (ImageNet ids need a 1000-class generator)."""
+    bad = [i for i in chosen.ids if not 0 <= i < max(generator.n_classes, 1)]
+    if bad:
+        raise UserError(f"classes/{CLASSES_FILE}: class {bad[0]} is not a class of {generator_name} "
+                        f"({generator.n_classes} classes); rerun `saliency classes` with classes.select "
+                        f"'all' or a list of its ids")
+
+
+def build_sampler(cfg: Config, generator: Generator, chosen: ChosenClasses, shift: BackgroundShift,
+                  device: torch.device) -> PairSampler:
+    options = cfg.synth
+    return PairSampler(generator=generator, direction=shift.direction.to(device), shift=shift.shift,
+                       classes=chosen.ids or None, mode=options.mask_mode, threshold=options.threshold,
+                       min_area=options.min_area, max_area=options.max_area,
+                       inclusive=options.area_bounds == "inclusive", truncation=cfg.generator.truncation,
+                       batch_size=options.batch_size, seed=options.seed, amp=device.type == "cuda")
+
+
+def plan_of(cfg: Config, chosen: ChosenClasses, shift: BackgroundShift, device: torch.device) -> dict[str, Any]:
+    """Everything that decides a shard's bytes (not ``n``: growing the dataset keeps its full shards)."""
+    vector = shift.direction.detach().float().cpu().contiguous().numpy().tobytes()
+    return {"synth": {k: v for k, v in dataclasses.asdict(cfg.synth).items() if k != "n"},
+            "generator": dataclasses.asdict(cfg.generator), "classes": chosen.ids,
+            "direction_sha256": hashlib.sha256(vector).hexdigest(), "shift": shift.shift, "device": device.type}
+
+
+def keep_or_clear(stage_dir: Path, plan: dict[str, Any], n: int, shard_size: int) -> None:
+    """Keep shards made by the same plan (a resume); clear them when anything else changed."""
+    plan_path = stage_dir / PLAN_FILE
+    old = json.loads(plan_path.read_text()) if plan_path.is_file() else None
+    shards = stage_dir / SHARDS_DIR
+    if old != json.loads(json.dumps(plan)) and shards.exists():
+        log.info("synth: settings changed since the shards in %s were written; starting over", shards)
+        shutil.rmtree(shards)
+    atomic_write_json(plan_path, plan)
+    remove_extra_shards(shards, n, shard_size)
+
+
+def prepare_sampler(cfg: Config, run_dir: Path, device: torch.device,
+                    chosen: ChosenClasses) -> tuple[PairSampler, BackgroundShift]:
+    """The generator (same weights on every rank), checked classes and background shift of a run, as a sampler."""
+    generator = generators.load(cfg.generator.name, weights=cfg.generator.weights, device=device,
+                                **cfg.generator.options)
+    distributed.broadcast_module(generator.requires_grad_(False))
+    check_classes(chosen, generator, cfg.generator.name)
+    shift = background_shift(cfg, run_dir, generator)
+    return build_sampler(cfg, generator, chosen, shift, device), shift
+
+
+def online_pairs(cfg: Config, run_dir: Path, device: torch.device) -> OnlinePairs:
+    """The endless online stream of a run (``unet.source: online``): the pairs ``synth-dataset``
+    would write with the same settings, then more."""
+    sampler, _ = prepare_sampler(cfg, run_dir, device, load_classes(run_dir, cfg.classes.dataset))
+    return OnlinePairs(sampler, shard_size=cfg.synth.shard_size)
+
+
+def run_synth(cfg: Config, run_dir: Path, device: str | torch.device, force: bool = False) -> dict[str, Any]:
+    """Stage 4 into ``run_dir/synth``: shards of pairs, ``samples.jsonl``, ``stats.json``, ``sheet.png``."""
+    device = distributed.resolve_device(device)
+    distributed.init(device)
+    chosen = load_classes(run_dir, cfg.classes.dataset)
+    section = {"synth": dataclasses.asdict(cfg.synth), "generator": dataclasses.asdict(cfg.generator),
+               "dataset": cfg.classes.dataset}
+    inputs = {"classes": Path(run_dir) / "classes" / CLASSES_FILE, **direction_inputs(cfg, run_dir)}
+    stage = Stage(run_dir, "synth", config=section, seed=cfg.synth.seed, inputs=inputs)
+    body = functools.partial(_synth, cfg=cfg, device=device, chosen=chosen)
+    return run_stage(stage, body, force=force, is_writer=distributed.is_writer())
+
+
+def _synth(stage: Stage, cfg: Config, device: torch.device, chosen: ChosenClasses) -> dict[str, Any]:
+    distributed.barrier()  # rank 0 has cleared the stage folder (--force) before anyone writes
+    options = cfg.synth
+    sampler, shift = prepare_sampler(cfg, stage.run_dir, device, chosen)
+    if distributed.is_writer():
+        keep_or_clear(stage.dir, plan_of(cfg, chosen, shift, device), options.n, options.shard_size)
+    distributed.barrier()
+    rank, world = distributed.rank(), distributed.world_size()
+    counts = shard_counts(options.n, options.shard_size)
+    mine = sum(counts[k] for k in my_shards(options.n, options.shard_size, rank, world))
+    with tqdm(total=mine, desc=f"synth (rank {rank})", unit="pair", disable=not distributed.is_writer()) as bar:
+        write_shards(sampler, stage.dir / SHARDS_DIR, options.n, options.shard_size, rank, world, progress=bar)
+    distributed.barrier()
+    if distributed.is_writer():
+        details = {"seed": options.seed, "generator": cfg.generator.name, "resolution": sampler.generator.resolution,
+                   "dataset": chosen.dataset, "classes": len(chosen.ids), "direction": shift.source,
+                   "shift": shift.shift, "mask_mode": options.mask_mode, "threshold": options.threshold,
+                   "area_range": [options.min_area, options.max_area], "area_bounds": options.area_bounds,
+                   "shard_size": options.shard_size}
+        write_summary(stage.dir, options.n, options.shard_size, details)
+    distributed.barrier()
+    stats = json.loads((stage.dir / STATS_FILE).read_text())
+    log.info("synth: %d pairs in %d shards, acceptance rate %.3f", stats["pairs"], len(counts),
+             stats["acceptance_rate"])
+    return {"pairs": stats["pairs"], "shards": len(counts), "drawn": stats["drawn"],
+            "acceptance_rate": stats["acceptance_rate"]}
