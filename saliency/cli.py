@@ -179,6 +179,17 @@ def run_command(pipeline: Path, settings: tuple[str, ...], run_dir: Path | None,
     click.echo(f"run folder: {run_dir}")
 
 
+@cli.command("report")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder.")
+def report_command(run_dir: Path) -> None:
+    """Rebuild RUN/report.html: every stage's pictures and figures on one self-contained page."""
+    from saliency.report import build_report
+
+    if not run_dir.is_dir():
+        raise UserError(f"run folder {run_dir} not found")
+    click.echo(f"wrote {build_report(run_dir)}")
+
+
 @cli.command("predict")
 @click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="A U-Net model.pt.")
 @click.option("--images", type=click.Path(path_type=Path), required=True, help="Folder of images.")

@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from saliency import distributed
 from saliency.config import Config, dump_config
 from saliency.errors import UserError
+from saliency.report import build_report
 from saliency.runs import atomic_write_text
 
 log = logging.getLogger("saliency")
@@ -59,4 +61,6 @@ def run_pipeline(cfg: Config, run_dir: Path, stages: list[str], force: bool = Fa
         log.info("== %s ==", name)
         results[name] = stage_function(name)(cfg, run_dir, cfg.run.device, force=force)
         log.info("%s: %.1f s", name, time.time() - started)
+    if distributed.is_writer():
+        log.info("report: %s", build_report(run_dir))
     return results

@@ -29,6 +29,8 @@ from saliency.errors import UserError
 log = logging.getLogger("saliency")
 
 MANIFEST = "manifest.json"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 _VERSIONED_PACKAGES = ("saliency", "torch", "torchvision", "segmentation-models-pytorch", "numpy", "opencv-python-headless")
 
 
@@ -40,6 +42,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared like any file
     try:
         yield tmp
         os.replace(tmp, path)

@@ -20,6 +20,7 @@ from saliency.errors import UserError
 from saliency.runs import atomic_write_json
 
 RANK_FILE = "rank.json"
+CANDIDATES_DIR = "candidates"
 FORMAT_VERSION = 1
 
 
@@ -65,3 +66,8 @@ def load_choice(path: Path, dim_z: int | None = None) -> Choice:
         raise UserError(f"{path}: the chosen direction is {len(vector)}-dimensional, the generator's latent space "
                         f"is {dim_z}-dimensional; rerun `saliency rank` for this generator")
     return found
+
+
+def candidate_sheet_path(rank_dir: Path, direction: int, sign: int) -> Path:
+    """Where the sheet of a candidate (direction, sign) is drawn."""
+    return Path(rank_dir) / CANDIDATES_DIR / f"direction{direction:03d}_{'plus' if sign > 0 else 'minus'}.png"

@@ -25,7 +25,7 @@ from saliency.seeding import seeded_rng
 from saliency.discovery.artifacts import DIRECTIONS_FILE, Directions, load_directions
 from saliency.errors import UserError
 from saliency.generators.base import Generator
-from saliency.ranking.artifacts import RANK_FILE, Choice, save_rank
+from saliency.ranking.artifacts import RANK_FILE, Choice, candidate_sheet_path, save_rank
 from saliency.ranking.dvn import DVNSettings, dvn_scores, dvn_top
 from saliency.ranking.pictures import save_candidate_sheet, save_dvn_chart
 from saliency.ranking.real import check_real, real_folder, real_images
@@ -130,9 +130,9 @@ def _rank(stage: Stage, generator: Generator, found: Directions, options: RankCo
     }, choice)
     save_dvn_chart(dvn.cpu(), best.direction, stage.dir / "dvn.png")
     for candidate in _sheet_candidates(candidates, best):
-        name = f"direction{candidate.direction:03d}_{'plus' if candidate.sign > 0 else 'minus'}.png"
         save_candidate_sheet(generator, directions[:, candidate.direction], candidate.sign, list(masks.magnitudes),
-                             z, classes, masks.threshold, stage.dir / "candidates" / name)
+                             z, classes, masks.threshold,
+                             candidate_sheet_path(stage.dir, candidate.direction, candidate.sign))
     log.info("rank: chose direction %d, sign %+d, shift %g (score %.3f, DVN %.3f)", best.direction, best.sign,
              best.shift, best.score, best.dvn)
     return {"directions": found.count, "dvn_mean": float(dvn.mean()), f"dvn_top{DVN_TOP}": top_mean,

@@ -1,4 +1,5 @@
-"""Inference as the paper does it: shorter side to 128, predict, foreground probability, resize back."""
+"""Inference as the paper does it: shorter side to the training resolution (128 for the paper's
+BigGAN), predict, foreground probability, resize back to the image's size."""
 
 from __future__ import annotations
 
@@ -57,13 +58,14 @@ def predict_folder(checkpoint: Path, images: Path, out: Path, device: str | torc
     files = list_images(images)
     if not files:
         raise UserError(f"image folder {images} holds no .jpg or .png images")
-    model, _ = load_unet(checkpoint, device)
+    model, extras = load_unet(checkpoint, device)
+    shorter_side = int(extras.get("resolution", SHORTER_SIDE))
     written = 0
     for stem, path in tqdm(sorted(files.items()), desc="predicting", unit="img"):
         target = Path(out) / f"{stem}.png"
         if target.exists():
             continue
-        atomic_write_bytes(target, to_png(predict_image(model, read_image(path), device)))
+        atomic_write_bytes(target, to_png(predict_image(model, read_image(path), device, shorter_side)))
         written += 1
     return written
 
@@ -77,13 +79,15 @@ class CheckpointSource(PredictionSource):
         self.save_to = save_to
         self.name = f"checkpoint:{self.checkpoint}"
         self._model: nn.Module | None = None
+        self._shorter_side = SHORTER_SIDE
 
     def check(self, dataset: PairFolder) -> None:
-        self._model, _ = load_unet(self.checkpoint, self.device)
+        self._model, extras = load_unet(self.checkpoint, self.device)
+        self._shorter_side = int(extras.get("resolution", SHORTER_SIDE))
 
     def predict(self, dataset: PairFolder, stem: str, shape: tuple[int, int]) -> np.ndarray:
         assert self._model is not None, "check() loads the model first"
-        png = to_png(predict_image(self._model, dataset.image(stem), self.device))
+        png = to_png(predict_image(self._model, dataset.image(stem), self.device, self._shorter_side))
         if self.save_to is not None:
             atomic_write_bytes(Path(self.save_to) / f"{stem}.png", png)
         # Score exactly the 8-bit map a user gets from `saliency predict`.

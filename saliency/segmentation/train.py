@@ -88,11 +88,13 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, temperature: fl
 
 
 @torch.no_grad()
-def sample_mae(model: nn.Module, dataset: PairFolder, stems: list[str], device: torch.device) -> float:
+def sample_mae(model: nn.Module, dataset: PairFolder, stems: list[str], device: torch.device,
+               shorter_side: int) -> float:
     """MAE of the current model on ``stems`` (the paper's inference, at the masks' size)."""
     was_training = model.training
     model.eval()
-    errors = [float(np.abs(predict_image(model, dataset.image(s), device) - dataset.mask(s)).mean()) for s in stems]
+    errors = [float(np.abs(predict_image(model, dataset.image(s), device, shorter_side) - dataset.mask(s)).mean())
+              for s in stems]
     model.train(was_training)
     return float(np.mean(errors))
 
@@ -187,11 +189,13 @@ def _train_stage(stage: Stage, cfg: Config, run_dir: Path, device: torch.device,
     options = cfg.unet
     if pairs is None:
         pairs = synthetic_pairs(cfg, run_dir, device)
+    # Real images are predicted at the scale the U-Net learned: shorter side = training resolution.
+    resolution = int(next(iter(pairs))[0].shape[-1])
     monitor = None
     if options.eval_images > 0:
         real = resolve(cfg.eval.dataset, cfg.eval.split)
         stems = list(real.stems[:: max(1, len(real) // options.eval_images)][: options.eval_images])
-        monitor = functools.partial(sample_mae, dataset=real, stems=stems, device=device)
+        monitor = functools.partial(sample_mae, dataset=real, stems=stems, device=device, shorter_side=resolution)
     torch.manual_seed(options.seed)  # the U-Net's initial weights
     model = build_unet(options.encoder, options.encoder_weights)
     settings = UnetSettings(options.steps, options.batch_size, options.lr, options.lr_decay, options.lr_step,
@@ -201,7 +205,7 @@ def _train_stage(stage: Stage, cfg: Config, run_dir: Path, device: torch.device,
     history, checks = train_unet(model, pairs, settings, device, stage.dir / CHECKPOINT, fingerprint,
                                  monitor=monitor)
     if distributed.is_writer():
-        save_unet(model, stage.dir / MODEL_FILE, options.encoder, {"step": len(history.rows)})
+        save_unet(model, stage.dir / MODEL_FILE, options.encoder, {"step": len(history.rows), "resolution": resolution})
         history.write_csv(stage.dir / "losses.csv")
         save_curves(history, stage.dir / "curves.png", {"loss": ("loss",), "accuracy and MAE": ("pixel_accuracy",)},
                     extra={f"MAE on {cfg.eval.dataset}/{cfg.eval.split}": ([s for s, _ in checks], [m for _, m in checks])}

@@ -1,0 +1,87 @@
+"""The report's own picture: predictions next to ground truth for the best and worst images.
+
+Every other picture of the report is drawn by its stage; this one needs the dataset's images,
+which no stage keeps, so the report composes it from ``eval/per_image.csv``, the saved predictions
+and the dataset. One PNG per group of cases, one row per image: image | ground truth | prediction.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from saliency.datasets import PairFolder
+from saliency.datasets.io import read_gray
+from saliency.metrics import HIGHER_IS_BETTER
+
+THUMBNAIL_HEIGHT = 160
+GAP = 4
+BACKGROUND = (255, 255, 255)
+CASES_PER_GROUP = 4
+
+
+@dataclass(frozen=True)
+class Case:
+    """One evaluated image and its score under the metric the cases were ranked by."""
+
+    stem: str
+    value: float
+
+
+def read_per_image(path: Path) -> list[dict[str, str]]:
+    """The rows of a ``per_image.csv`` (image, then one column per metric)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def ranking_metric(columns: list[str]) -> str | None:
+    """MAE when the table has it (the paper's metric), else its first known metric."""
+    known = [name for name in columns if name in HIGHER_IS_BETTER]
+    return "mae" if "mae" in known else (known[0] if known else None)
+
+
+def best_and_worst(rows: list[dict[str, str]], metric: str,
+                   count: int = CASES_PER_GROUP) -> tuple[list[Case], list[Case]]:
+    """The ``count`` best images (best first) and the ``count`` worst (worst first), never overlapping."""
+    cases = sorted((Case(row["image"], float(row[metric])) for row in rows),
+                   key=lambda case: case.value, reverse=HIGHER_IS_BETTER[metric])
+    best = cases[:min(count, math.ceil(len(cases) / 2))]
+    worst = cases[len(best):][::-1][:count]
+    return best, worst
+
+
+def case_figure(stems: list[str], predictions: Path, dataset: PairFolder | None,
+                height: int = THUMBNAIL_HEIGHT) -> bytes:
+    """PNG bytes: a row per stem, image | ground truth | prediction (the prediction alone without a
+    dataset), each tile ``height`` pixels high; columns are as wide as their widest tile."""
+    rows = [[_thumbnail(tile, height) for tile in _tiles(stem, predictions, dataset)] for stem in stems]
+    widths = [max(row[column].width for row in rows) for column in range(len(rows[0]))]
+    canvas = Image.new("RGB", (sum(widths) + GAP * (len(widths) - 1), len(rows) * height + GAP * (len(rows) - 1)),
+                       BACKGROUND)
+    for index, row in enumerate(rows):
+        left = 0
+        for tile, width in zip(row, widths):
+            canvas.paste(tile, (left + (width - tile.width) // 2, index * (height + GAP)))
+            left += width + GAP
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def _tiles(stem: str, predictions: Path, dataset: PairFolder | None) -> list[np.ndarray]:
+    prediction = read_gray(Path(predictions) / f"{stem}.png")
+    if dataset is None:
+        return [prediction]
+    return [dataset.image(stem), dataset.mask(stem).astype(np.uint8) * 255, prediction]
+
+
+def _thumbnail(array: np.ndarray, height: int) -> Image.Image:
+    image = Image.fromarray(array).convert("RGB")
+    width = max(1, round(image.width * height / image.height))
+    return image.resize((width, height), Image.Resampling.LANCZOS)
