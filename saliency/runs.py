@@ -73,6 +73,21 @@ def atomic_torch_save(obj: Any, path: Path) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def load_torch_file(path: Path, what: str, remedy: str) -> Any:
+    """``torch.load`` with ``weights_only=True`` (tensors and plain containers, never code).
+
+    A damaged or foreign file can fail anywhere in unpickling; whatever the error, the user gets one
+    line naming the file, what it should have been, and ``remedy``.
+    """
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the user's to replace
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"{path} is not a readable {what} ({type(error).__name__}: {reason}); {remedy}") from None
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 from matplotlib.figure import Figure
+from tqdm import tqdm
 
-from saliency.errors import UserError
-from saliency.runs import atomic_path, atomic_torch_save, atomic_write_text
+from saliency import distributed
+from saliency.runs import atomic_path, atomic_torch_save, atomic_write_text, load_torch_file
 from saliency.seeding import seeded_rng
 
 log = logging.getLogger("saliency")
@@ -57,6 +58,30 @@ class History:
         return atomic_write_text(path, buffer.getvalue())
 
 
+class ProgressLog:
+    """Per-step values, averaged over ranks every ``every`` steps into the history and onto a
+    progress bar (rank 0's) that shows the running means of the ``shown`` columns."""
+
+    def __init__(self, history: History, total: int, desc: str, every: int, shown: dict[str, str]):
+        self.history, self.every, self.shown = history, every, shown
+        self.pending: list[torch.Tensor] = []
+        self.bar = tqdm(total=total, initial=len(history.rows), desc=desc, dynamic_ncols=True,
+                        disable=not distributed.is_writer())
+
+    def record(self, done: int, values: list[torch.Tensor], flush: bool = False) -> None:
+        """The values of step ``done`` (1-based), one per history column; ``flush`` forces the update."""
+        self.pending.append(torch.stack([torch.as_tensor(v, device=values[0].device) for v in values])
+                            .detach().float())
+        if flush or done % self.every == 0:
+            self.history.rows.extend(distributed.mean_across_ranks(torch.stack(self.pending)).cpu().tolist())
+            self.pending.clear()
+            self.bar.update(done - self.bar.n)
+            self.bar.set_postfix({label: f"{self.history.running(column):.4f}" for label, column in self.shown.items()})
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def save_checkpoint(path: Path, fingerprint: dict[str, Any] | None, history: History, **state: Any) -> Path:
     """Models, optimizers (state dicts in ``state``), the step and the history, atomically."""
     return atomic_torch_save({"step": len(history.rows), "fingerprint": fingerprint,
@@ -67,10 +92,7 @@ def load_checkpoint(path: Path, fingerprint: dict[str, Any] | None, steps: int, 
     """The checkpoint at ``path`` when it belongs to this run (same fingerprint, not past ``steps``)."""
     if not path.is_file():
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - a damaged checkpoint is the user's to clear
-        raise UserError(f"{path}: checkpoint unreadable ({type(error).__name__}); rerun with --force to start over") from None
+    state = load_torch_file(path, "checkpoint", "rerun with --force to start over")
     if state.get("fingerprint") != fingerprint:
         log.info("%s: %s is from different settings; starting over", stage, path)
         return None

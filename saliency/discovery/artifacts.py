@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from saliency.errors import UserError
-from saliency.runs import atomic_torch_save
+from saliency.runs import atomic_torch_save, load_torch_file
 
 DIRECTIONS_FILE = "directions.pt"
 RECONSTRUCTOR_FILE = "reconstructor.pt"
@@ -69,10 +69,7 @@ def load_directions(path: Path, dim_z: int | None = None, generator: str | None 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: directions file not found; run `saliency discover` for this run first")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is the user's to replace
-        raise UserError(f"{path}: not a directions file written by `saliency discover` ({error})") from None
+    raw = load_torch_file(path, "directions file", "run `saliency discover` again (--force)")
     found = _parse(raw, path)
     if dim_z is not None and found.dim_z != dim_z:
         raise UserError(f"{path}: directions are {found.dim_z}-dimensional ({found.generator}), the generator's "

@@ -16,6 +16,7 @@ from saliency.discovery.artifacts import Directions
 from saliency.discovery.deformators import LinearDeformator, OrthoDeformator
 from saliency.errors import UserError
 from saliency.generators.base import Generator, as_torch_generator
+from saliency.runs import load_torch_file
 
 
 @dataclass(frozen=True)
@@ -90,10 +91,7 @@ def import_published(request: ClosedFormRequest) -> Directions:
     path = Path(request.import_path)
     if not path.is_file():
         raise UserError(f"discover.import_path {path}: file not found")
-    try:
-        published = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is the user's to replace
-        raise UserError(f"{path}: not a readable deformator file ({error})") from None
+    published = load_torch_file(path, "deformator file", "give the authors' published .pt/.pth file")
     reader = _PUBLISHED_FORMATS.get(_format_key(published))
     if reader is None:
         raise UserError(f"{path}: not a published deformator; expected a state dict with 'log_mat_half' "

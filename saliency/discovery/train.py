@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from tqdm import tqdm
 
 from saliency import distributed, generators
 from saliency.config import Config
@@ -35,7 +34,7 @@ from saliency.discovery.reconstructors import build_reconstructor
 from saliency.errors import UserError
 from saliency.generators.base import Generator
 from saliency.runs import Stage, run_stage
-from saliency.training import History, load_checkpoint, save_checkpoint, save_curves, step_rng
+from saliency.training import History, ProgressLog, load_checkpoint, save_checkpoint, save_curves, step_rng
 
 log = logging.getLogger("saliency")
 
@@ -91,9 +90,7 @@ def train(generator: Generator, deformator: Deformator, reconstructor: torch.nn.
         log.info("discover: resumed from %s at step %d", checkpoint, len(history.rows))
     models = distributed.data_parallel(deformator, device), distributed.data_parallel(reconstructor, device)
     amp = functools.partial(distributed.autocast, device, bf16)
-    bar = tqdm(total=settings.steps, initial=len(history.rows), desc="discover", dynamic_ncols=True,
-               disable=not distributed.is_writer())
-    pending: list[torch.Tensor] = []
+    progress = ProgressLog(history, settings.steps, "discover", LOG_EVERY, {"loss": "loss", "rca": "accuracy"})
     for step in range(len(history.rows), settings.steps):
         rng = step_rng(settings.seed, TRAIN_STREAM, distributed.rank(), step)
         z, classes = sample_latents(generator, settings.batch_size, rng, settings.classes, settings.truncation)
@@ -103,15 +100,10 @@ def train(generator: Generator, deformator: Deformator, reconstructor: torch.nn.
         out.loss.backward()
         for optimizer in optimizers.values():
             optimizer.step()
-        pending.append(torch.stack([out.loss, *(out.terms[name] for name in objective.terms), out.accuracy])
-                       .detach().float())
         done = step + 1
         at_checkpoint = done % settings.checkpoint_every == 0 or done == settings.steps
-        if at_checkpoint or done % LOG_EVERY == 0:
-            history.rows.extend(distributed.mean_across_ranks(torch.stack(pending)).cpu().tolist())
-            pending.clear()
-            bar.update(done - bar.n)
-            bar.set_postfix(loss=f"{history.running('loss'):.3f}", rca=f"{history.running('accuracy'):.3f}")
+        progress.record(done, [out.loss, *(out.terms[name] for name in objective.terms), out.accuracy],
+                        flush=at_checkpoint)
         if at_checkpoint and checkpoint is not None and distributed.is_writer():
             save_checkpoint(checkpoint, fingerprint, history, deformator=deformator.state_dict(),
                             reconstructor=reconstructor.state_dict(),
@@ -120,7 +112,7 @@ def train(generator: Generator, deformator: Deformator, reconstructor: torch.nn.
                      history.running("loss"), history.running("accuracy"))
         if on_step is not None:
             on_step(done)
-    bar.close()
+    progress.close()
     for model in (deformator, reconstructor):  # DDP syncs batch-norm statistics before each forward, not after the last
         distributed.broadcast_module(model)
     return history

@@ -19,7 +19,6 @@ the member with the file's name is extracted and the archive deleted.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -36,6 +35,7 @@ from torch import nn
 from tqdm import tqdm
 
 from saliency.errors import UserError
+from saliency.runs import load_torch_file, sha256_file
 
 CACHE_ENV = "SALIENCY_CACHE"
 OFFLINE_ENV = "SALIENCY_OFFLINE"
@@ -177,17 +177,9 @@ def _verify(path: Path, file: WeightFile) -> None:
     if file.size is not None and size != file.size:
         raise _CorruptDownload(f"{file.name} from {file.url} has {size} bytes, expected {file.size}")
     if file.sha256 is not None:
-        digest = sha256_of(path)
+        digest = sha256_file(path)
         if digest != file.sha256.lower():
             raise _CorruptDownload(f"{file.name} from {file.url} has SHA-256 {digest}, expected {file.sha256}")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _one_line(err: BaseException) -> str:
@@ -197,11 +189,7 @@ def _one_line(err: BaseException) -> str:
 
 def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """A state dict of tensors from ``path`` (``weights_only``: a checkpoint never runs code)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a corrupt file can fail anywhere in unpickling (KeyError, EOFError, …)
-        raise UserError(f"{path} is not a readable PyTorch checkpoint ({_one_line(err)}); "
-                        "replace it with the published file") from err
+    state = load_torch_file(path, "PyTorch checkpoint", "replace it with the published file")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path} holds no state dict of tensors; pass a generator checkpoint")
     return state

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from saliency.errors import UserError
-from saliency.runs import atomic_torch_save
+from saliency.runs import atomic_torch_save, load_torch_file
 
 FORMAT = "saliency-unet-v1"
 # The U-Net halves the resolution five times: inputs are padded to a multiple of this.
@@ -39,11 +39,7 @@ def load_unet(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found; train one with `saliency train-unet` or give its path")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a damaged or foreign file: say which and why, once
-        raise UserError(f"checkpoint {path} cannot be read ({type(error).__name__}); "
-                        f"expected a model.pt written by `saliency train-unet`") from None
+    checkpoint = load_torch_file(path, "U-Net checkpoint", "give a model.pt written by `saliency train-unet`")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise UserError(f"checkpoint {path} is not a saliency U-Net ({FORMAT}); use unet/model.pt of a run")
     model = build_unet(checkpoint["encoder"])

@@ -22,16 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
-from tqdm import tqdm
 
 from saliency import distributed
 from saliency.config import Config
 from saliency.datasets import PairFolder, resolve
 from saliency.errors import UserError
-from saliency.runs import Stage, read_manifest, run_stage
+from saliency.runs import Stage, load_torch_file, read_manifest, run_stage
 from saliency.segmentation.model import build_unet, save_unet
 from saliency.segmentation.predict import predict_image
-from saliency.training import History, load_checkpoint, save_checkpoint, save_curves, step_rng
+from saliency.training import History, ProgressLog, load_checkpoint, save_checkpoint, save_curves, step_rng
 
 log = logging.getLogger("saliency")
 
@@ -120,9 +119,8 @@ def train_unet(model: nn.Module, pairs: Dataset, settings: UnetSettings, device:
     start = len(history.rows)
     parallel = distributed.data_parallel(model, device)
     batches = step_batches(pairs, settings, start, device)
-    bar = tqdm(total=settings.steps, initial=start, desc="train-unet", dynamic_ncols=True,
-               disable=not distributed.is_writer())
-    pending: list[torch.Tensor] = []
+    progress = ProgressLog(history, settings.steps, "train-unet", LOG_EVERY,
+                           {"loss": "loss", "acc": "pixel_accuracy"})
     for step, (images, masks) in enumerate(batches, start=start):
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         with distributed.autocast(device):
@@ -138,15 +136,9 @@ def train_unet(model: nn.Module, pairs: Dataset, settings: UnetSettings, device:
         optimizer.step()
         scheduler.step()
         accuracy = (logits.argmax(dim=1) == masks).float().mean()
-        pending.append(torch.stack([loss.detach(), accuracy, torch.tensor(optimizer.param_groups[0]["lr"],
-                                                                          device=device)]).float())
         done = step + 1
         at_checkpoint = done % settings.checkpoint_every == 0 or done == settings.steps
-        if at_checkpoint or done % LOG_EVERY == 0:
-            history.rows.extend(distributed.mean_across_ranks(torch.stack(pending)).cpu().tolist())
-            pending.clear()
-            bar.update(done - bar.n)
-            bar.set_postfix(loss=f"{history.running('loss'):.4f}", acc=f"{history.running('pixel_accuracy'):.3f}")
+        progress.record(done, [loss, accuracy, torch.tensor(optimizer.param_groups[0]["lr"])], flush=at_checkpoint)
         if monitor is not None and distributed.is_writer() and (done % settings.eval_every == 0 or done == settings.steps):
             checks.append((done, monitor(distributed.unwrap(parallel))))
             log.info("train-unet: step %d, loss %.4f, MAE %.4f", done, history.running("loss"), checks[-1][1])
@@ -154,12 +146,12 @@ def train_unet(model: nn.Module, pairs: Dataset, settings: UnetSettings, device:
             save_checkpoint(checkpoint, fingerprint, history, model=distributed.unwrap(parallel).state_dict(),
                             optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                             checks=torch.tensor(checks, dtype=torch.float64).reshape(len(checks), 2))
-    bar.close()
+    progress.close()
     return history, checks
 
 
 def _checkpoint_step(path: Path) -> int:
-    return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+    return int(load_torch_file(path, "checkpoint", "rerun with --force to start over")["step"])
 
 
 def run_train_unet(cfg: Config, run_dir: Path, device: str | torch.device, force: bool = False,

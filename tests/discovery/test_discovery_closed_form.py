@@ -121,7 +121,7 @@ def test_directions_round_trip_and_checks(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    (b"garbage", "not a directions file"),
+    (b"garbage", "not a readable directions file"),
     ({"directions": torch.eye(3)}, "expected entries"),
     ({"directions": torch.eye(3) * 2, "method": "m", "deformator": "ortho", "generator": "g", "dim_z": 3},
      "not unit-norm"),

@@ -35,7 +35,7 @@ def test_checkpoint_round_trip(checkpoint: Path) -> None:
 def test_foreign_or_damaged_checkpoint_is_a_user_error(tmp_path: Path) -> None:
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
-    for name, message in (("other.pt", "is not a saliency U-Net"), ("broken.pt", "cannot be read"),
+    for name, message in (("other.pt", "is not a saliency U-Net"), ("broken.pt", "is not a readable U-Net checkpoint"),
                           ("absent.pt", "not found")):
         with pytest.raises(UserError, match=message):
             load_unet(tmp_path / name)
