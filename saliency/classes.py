@@ -15,7 +15,6 @@ here (:func:`save_classes`, :func:`load_classes`).
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import json
 import logging
 import math
@@ -32,7 +31,7 @@ from saliency import distributed, generators
 from saliency.config import Config
 from saliency.datasets import PairFolder, resolve
 from saliency.errors import UserError
-from saliency.generators.weights import OFFLINE_ENV, WeightFile, download, load_checkpoint, load_state_dict_checked
+from saliency.generators.weights import WeightFile, fetch_or_explain, load_checkpoint, load_state_dict_checked
 from saliency.runs import Stage, atomic_path, atomic_write_json, run_stage
 
 log = logging.getLogger("saliency")
@@ -98,14 +97,8 @@ def classifier_weights_path(name: str, weights: str | os.PathLike[str] | None) -
     cached = cached_weights_path(spec)
     if cached.is_file():
         return cached
-    remedy = f"put {cached.name} from {spec.weights_url} at {cached} or pass --classifier-weights PATH"
-    if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
-        raise UserError(f"{name} classifier weights not found and downloads are off ({OFFLINE_ENV} is set): {remedy}")
-    try:
-        download(WeightFile(cached.name, spec.weights_url), cached)
-    except (OSError, http.client.HTTPException) as error:
-        raise UserError(f"{name} classifier weights not found and the download failed "
-                        f"({type(error).__name__}): {remedy}") from None
+    fetch_or_explain(f"{name} classifier weights", WeightFile(cached.name, spec.weights_url), cached,
+                     remedy=f"put {cached.name} from {spec.weights_url} at {cached} or pass --classifier-weights PATH")
     return cached
 
 

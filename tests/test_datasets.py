@@ -82,7 +82,7 @@ def test_download_without_network_explains_from(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("SALIENCY_DATA", str(tmp_path))
     spec = DatasetSpec("closed", splits={}, archives={"images": "http://127.0.0.1:9/images.zip"}, homepage="H")
     with pytest.raises(UserError, match="no network.*--from DIR"):
-        prepare_module.download(spec, timeout=5)
+        prepare_module.download(spec)
 
 
 def test_link_refuses_to_replace_a_real_folder(tmp_path: Path, ecssd_root: Path, monkeypatch) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from importlib import resources
@@ -23,6 +21,7 @@ from saliency.datasets.folder import open_pair_folder
 from saliency.datasets.io import read_gray, read_image
 from saliency.datasets.registry import DatasetSpec, data_root, get_spec, held_splits
 from saliency.errors import UserError
+from saliency.generators.weights import WeightFile, fetch_or_explain
 from saliency.runs import sha256_file
 
 log = logging.getLogger("saliency")
@@ -97,7 +96,7 @@ def link(spec: DatasetSpec, source: Path) -> Path:
     return target
 
 
-def download(spec: DatasetSpec, timeout: float = 20.0) -> Path:
+def download(spec: DatasetSpec) -> Path:
     """Fetch and unpack the official archives into ``data/NAME.download`` and return that folder."""
     if not spec.archives:
         raise UserError(f"dataset {spec.name!r} has no download; use `saliency data {spec.name} --from DIR`")
@@ -107,19 +106,10 @@ def download(spec: DatasetSpec, timeout: float = 20.0) -> Path:
         if (dest / part).is_dir():
             continue
         with tempfile.TemporaryDirectory(dir=dest) as tmp:
-            archive = Path(tmp) / "archive.zip"
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response, open(archive, "wb") as out:
-                    total = int(response.headers.get("Content-Length") or 0) or None
-                    with tqdm(total=total, unit="B", unit_scale=True, desc=f"{spec.name} {part}") as bar:
-                        while block := response.read(1 << 20):
-                            out.write(block)
-                            bar.update(len(block))
-            except (urllib.error.URLError, OSError) as error:
-                raise UserError(
-                    f"cannot download {url} ({getattr(error, 'reason', error)}; no network?): get the archives from "
-                    f"{spec.homepage}, unpack them into one folder and run `saliency data {spec.name} --from DIR`"
-                ) from None
+            archive = Path(tmp) / f"{part}.zip"
+            fetch_or_explain(f"dataset {spec.name} ({part})", WeightFile(archive.name, url), archive,
+                             remedy=f"get the archives from {spec.homepage}, unpack them into one folder and run "
+                                    f"`saliency data {spec.name} --from DIR`")
             with zipfile.ZipFile(archive) as zipped:
                 zipped.extractall(tmp)
             unpacked = next((p for p in Path(tmp).rglob(part) if p.is_dir()), None)

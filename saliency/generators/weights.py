@@ -108,7 +108,8 @@ def resolve_weights(spec: WeightsSpec, weights: str | os.PathLike[str] | None) -
     for file in spec.files:
         target = folder / file.name
         if not target.is_file():
-            _download_or_explain(spec, file, target)
+            fetch_or_explain(f"{spec.generator} weights", file, target,
+                             remedy=f"put {file.name} at {target} or pass --weights PATH")
     return folder / spec.checkpoint.name
 
 
@@ -120,17 +121,17 @@ def _user_checkpoint(spec: WeightsSpec, path: Path) -> Path:
     return checkpoint
 
 
-def _download_or_explain(spec: WeightsSpec, file: WeightFile, target: Path) -> None:
-    """Download ``file`` to ``target``; any failure becomes a one-line UserError saying what to put where."""
-    remedy = f"put {file.name} at {target} or pass --weights PATH"
+def fetch_or_explain(what: str, file: WeightFile, target: Path, remedy: str) -> None:
+    """Download ``file`` to ``target`` (skipped when ``SALIENCY_OFFLINE`` is set); any failure becomes
+    a one-line UserError about ``what`` that ends with ``remedy`` (what to put where)."""
     if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
-        raise UserError(f"{spec.generator} weights not found and downloads are off ({OFFLINE_ENV} is set): {remedy}")
+        raise UserError(f"{what} not found and downloads are off ({OFFLINE_ENV} is set): {remedy}")
     try:
         download(file, target)
     except _CorruptDownload as err:
-        raise UserError(f"{spec.generator} weights: {err}; nothing was saved: {remedy}") from err
+        raise UserError(f"{what}: {err}; nothing was saved: {remedy}") from err
     except _NETWORK_ERRORS as err:
-        raise UserError(f"{spec.generator} weights not found and download of {file.url} failed "
+        raise UserError(f"{what} not found and download of {file.url} failed "
                         f"(no network? {_one_line(err)}): {remedy}") from err
 
 
