@@ -44,6 +44,12 @@ def write_results(result: EvaluationResult, metrics_path: Path, details: dict[st
     return metrics_path, per_image_path
 
 
+def read_per_image(path: Path) -> list[dict[str, str]]:
+    """The rows of a per-image CSV written by :func:`write_results` (image, then one column per metric)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
 def run_eval(dataset_name: str, split: str | None, source: PredictionSource, metrics: list[str],
              run_dir: Path | None = None, output: Path | None = None, force: bool = False,
              inputs: dict[str, Path] | None = None) -> dict[str, float]:

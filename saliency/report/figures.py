@@ -7,7 +7,6 @@ and the dataset. One PNG per group of cases, one row per image: image | ground t
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from dataclasses import dataclass
@@ -32,12 +31,6 @@ class Case:
 
     stem: str
     value: float
-
-
-def read_per_image(path: Path) -> list[dict[str, str]]:
-    """The rows of a ``per_image.csv`` (image, then one column per metric)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def ranking_metric(columns: list[str]) -> str | None:

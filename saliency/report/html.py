@@ -24,9 +24,10 @@ from PIL import Image
 from saliency.config import METRIC_NAMES
 from saliency.datasets import resolve
 from saliency.errors import UserError
+from saliency.evaluation.stage import read_per_image
 from saliency.metrics import HIGHER_IS_BETTER
 from saliency.ranking.artifacts import candidate_sheet_path
-from saliency.report.figures import best_and_worst, case_figure, ranking_metric, read_per_image
+from saliency.report.figures import best_and_worst, case_figure, ranking_metric
 from saliency.runs import atomic_write_text, read_manifest
 
 REPORT_FILE = "report.html"
