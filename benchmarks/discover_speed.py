@@ -24,7 +24,7 @@ PAPER_STEPS = 100_000
 
 
 def measure(generator_name: str, reconstructor: str, batch_size: int, steps: int, warmup: int,
-            device: torch.device, bf16: bool) -> dict[str, float]:
+            device: torch.device, precision: str) -> dict[str, float]:
     """Seconds per step of ``steps`` training steps after ``warmup`` untimed ones."""
     generator = generators.load(generator_name, weights="random", device=device)
     dim_z = generator.dim_z
@@ -40,7 +40,7 @@ def measure(generator_name: str, reconstructor: str, batch_size: int, steps: int
           build_reconstructor(reconstructor, dim_z, generator.resolution, seed=0),
           build_objective("voynov", ShiftSampler(), 0.25, 0.25),
           TrainSettings(steps=warmup + steps, batch_size=batch_size, lr=1e-4, seed=0), device,
-          on_step=clock, bf16=bf16)
+          on_step=clock, precision=precision)
     per_step = (marks[warmup + steps] - marks[warmup]) / steps
     # voynov generates 2 images per latent (original and shifted) and shows 1 pair to R
     return {"steps_per_s": 1 / per_step, "images_per_s": 2 * batch_size / per_step,
@@ -55,17 +55,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings = [("toyworld", "lenet", 32, torch.device("cpu"), False)]
+    settings = [("toyworld", "lenet", 32, torch.device("cpu"), "fp32")]
     if torch.cuda.is_available():
         gpu = torch.device("cuda", 0)
-        settings += [("biggan-128", "resnet18", 32, gpu, False), ("biggan-128", "resnet18", 32, gpu, True)]
+        settings += [("biggan-128", "resnet18", 32, gpu, "fp32"), ("biggan-128", "resnet18", 32, gpu, "bf16")]
     else:
         print("no GPU visible: biggan-128 timings skipped")
     print(f"{'generator':<12} {'reconstructor':<13} {'batch':>5} {'device':<8} {'precision':<9} "
           f"{'steps/s':>8} {'images/s':>9} {'1e5 steps':>10}")
-    for name, reconstructor, batch, device, bf16 in settings:
-        figures = measure(name, reconstructor, batch, args.steps, args.warmup, device, bf16)
-        precision = "bf16" if bf16 else "fp32"
+    for name, reconstructor, batch, device, precision in settings:
+        figures = measure(name, reconstructor, batch, args.steps, args.warmup, device, precision)
         print(f"{name:<12} {reconstructor:<13} {batch:>5} {device.type:<8} {precision:<9} "
               f"{figures['steps_per_s']:>8.2f} {figures['images_per_s']:>9.1f} "
               f"{figures['hours_for_1e5_steps']:>8.1f} h", flush=True)

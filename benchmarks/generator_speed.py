@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from saliency import generators
+from saliency import distributed, generators
 
 
 def seconds_per_call(fn: Callable[[], None], iterations: int, device: torch.device) -> float:
@@ -33,19 +33,18 @@ def seconds_per_call(fn: Callable[[], None], iterations: int, device: torch.devi
 
 
 def measure(model: generators.Generator, batch_size: int, iterations: int, device: torch.device,
-            bf16: bool) -> tuple[float, float]:
+            precision: str) -> tuple[float, float]:
     """(forward images/s, forward+backward images/s)."""
     z = model.sample_z(batch_size, seed=0)
     classes = model.sample_classes(batch_size, seed=0)
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def forward() -> None:
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), distributed.autocast(device, precision):
             model(z, classes)
 
     def forward_backward() -> None:
         z_grad = z.clone().requires_grad_()
-        with autocast:
+        with distributed.autocast(device, precision):
             images = model(z_grad, classes)
         images.float().square().mean().backward()
 
@@ -62,14 +61,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
-    precisions = [("fp32", False), ("bf16", True)] if device.type == "cuda" else [("fp32", False)]
+    precisions = distributed.PRECISIONS if device.type == "cuda" else ("fp32",)
     print(f"device {device}, batch {args.batch_size}, {args.iterations} timed iterations, "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     print(f"{'generator':<18} {'precision':<9} {'forward img/s':>14} {'fwd+bwd(z) img/s':>17}")
     for name in args.generators or generators.available():
         model = generators.load(name, weights="random", device=device).requires_grad_(False)
-        for label, bf16 in precisions:
-            forward, forward_backward = measure(model, args.batch_size, args.iterations, device, bf16)
+        for label in precisions:
+            forward, forward_backward = measure(model, args.batch_size, args.iterations, device, label)
             print(f"{name:<18} {label:<9} {forward:>14.2f} {forward_backward:>17.2f}", flush=True)
         del model
         if device.type == "cuda":

@@ -88,13 +88,14 @@ def main() -> None:
         size = batch_size if cuda or name == "toyworld" else min(batch_size, 4)
         count = batches if cuda or name == "toyworld" else 2
         base = build_sampler(name, device, size)
-        for amp in (False, True) if cuda else (False,):
-            sampler = dataclasses.replace(base, amp=amp)
+        for precision in ("fp32", "bf16") if cuda else ("fp32",):
+            sampler = dataclasses.replace(base, precision=precision)
             draws_per_s, acceptance = online_rate(sampler, count, device)
             open_filter = acceptance == 0
-            writer = dataclasses.replace(sampler, min_area=0.0, max_area=1.0) if open_filter else sampler
+            loose = dataclasses.replace(sampler.rule, min_area=0.0, max_area=1.0)
+            writer = dataclasses.replace(sampler, rule=loose) if open_filter else sampler
             written = shard_rate(writer, count * size)
-            print(f"{name:>12} {'bf16' if amp else 'fp32'}: online {draws_per_s:8.1f} draws/s, acceptance "
+            print(f"{name:>12} {precision}: online {draws_per_s:8.1f} draws/s, acceptance "
                   f"{acceptance:.3f}, {draws_per_s * acceptance:8.1f} accepted pairs/s; shards "
                   f"{written:8.1f} pairs/s{' (filter open: random weights accept nothing)' if open_filter else ''}")
 

@@ -1,6 +1,6 @@
-"""U-Net training and inference images per second (the paper's U-Net: smp Unet, two classes).
+"""U-Net training and inference images per second (the classic U-Net of the paper, or an smp one).
 
-    python benchmarks/unet_speed.py [--device cpu|cuda] [--batch-size 16] [--encoder resnet34]
+    python benchmarks/unet_speed.py [--device cpu|cuda] [--batch-size 16] [--arch classic|smp] [--encoder resnet34]
 
 On CUDA it measures fp32 and bf16 autocast at the given batch (use --batch-size 128, the paper's).
 Inference is the paper's: one image at a time, shorter side 128, resized back.
@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from saliency import distributed
-from saliency.segmentation.model import build_unet
+from saliency.segmentation.model import UnetSpec, build_unet
 from saliency.segmentation.predict import predict_image
 from saliency.segmentation.train import segmentation_loss
 
 
-def train_speed(model: torch.nn.Module, batch: int, resolution: int, device: torch.device, bf16: bool,
+def train_speed(model: torch.nn.Module, batch: int, resolution: int, device: torch.device, precision: str,
                 steps: int) -> float:
     optimizer = torch.optim.Adam(model.parameters(), lr=0.005)
     images = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
@@ -30,7 +30,7 @@ def train_speed(model: torch.nn.Module, batch: int, resolution: int, device: tor
         if step == 1:  # the first step warms up kernels and allocators
             synchronize(device)
             start = time.perf_counter()
-        with distributed.autocast(device, bf16):
+        with distributed.autocast(device, precision):
             loss = segmentation_loss(model(images), masks, 10.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -61,17 +61,19 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--resolution", type=int, default=128)
-    parser.add_argument("--encoder", default="resnet34")
+    parser.add_argument("--arch", default="classic", choices=["classic", "smp"])
+    parser.add_argument("--encoder", default="resnet34", help="with --arch smp")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--images", type=int, default=20)
     args = parser.parse_args()
     device = distributed.resolve_device(args.device)
-    model = build_unet(args.encoder).to(device)
-    for bf16 in ([False, True] if device.type == "cuda" else [False]):
-        rate = train_speed(model, args.batch_size, args.resolution, device, bf16, args.steps)
-        print(f"{device.type} {'bf16' if bf16 else 'fp32'} {args.encoder} train batch {args.batch_size} "
+    spec = UnetSpec(args.arch, args.encoder)
+    model = build_unet(spec).to(device)
+    for precision in (distributed.PRECISIONS if device.type == "cuda" else ("fp32",)):
+        rate = train_speed(model, args.batch_size, args.resolution, device, precision, args.steps)
+        print(f"{device.type} {precision} {spec.describe()} train batch {args.batch_size} "
               f"at {args.resolution} px: {rate:.1f} images/s")
-    print(f"{device.type} {args.encoder} inference (300x400 photo, shorter side 128): "
+    print(f"{device.type} {spec.describe()} inference (300x400 photo, shorter side 128): "
           f"{inference_speed(model, device, args.images):.1f} images/s")
 
 

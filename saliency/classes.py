@@ -1,4 +1,4 @@
-"""Stage 3: the generator classes that fit a dataset (SPEC.md §3).
+"""Stage 3: the generator classes that fit a dataset (docs/method.md §3).
 
 An off-the-shelf ImageNet classifier looks at every image of the dataset's split; each of its
 top-5 classes gets one count; the most frequent classes become C_D, the classes the synthetic
@@ -103,8 +103,14 @@ def classifier_weights_path(name: str, weights: str | os.PathLike[str] | None) -
 
 
 def load_classifier(name: str, weights: str | os.PathLike[str] | None, device: torch.device) -> nn.Module:
-    """Classifier ``name`` with its ImageNet weights (see :func:`classifier_weights_path`), in eval mode."""
+    """Classifier ``name`` with its ImageNet weights (see :func:`classifier_weights_path`), in eval mode;
+    ``weights="random"`` keeps seeded random weights (smoke runs and tests: the real architecture,
+    meaningless counts)."""
     spec = get_classifier(name)
+    if weights == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return spec.build().to(device).eval()
     path = classifier_weights_path(name, weights)
     model = spec.build()
     load_state_dict_checked(model, load_checkpoint(path), path, f"{name} classifier")
@@ -122,11 +128,13 @@ def preprocessed_batches(dataset: PairFolder, preprocess: Callable[[torch.Tensor
 
 @torch.no_grad()
 def count_top_classes(classifier: nn.Module, batches: Iterator[torch.Tensor], num_classes: int,
-                      k: int = TOP_K) -> torch.Tensor:
+                      k: int = TOP_K, precision: str = "fp32") -> torch.Tensor:
     """How often each class is among an image's ``k`` most probable: ``(num_classes,)`` int64."""
     counts = torch.zeros(num_classes, dtype=torch.long)
     for batch in batches:
-        top = classifier(batch).topk(k, dim=1).indices
+        with distributed.autocast(batch.device, precision):
+            logits = classifier(batch)
+        top = logits.float().topk(k, dim=1).indices
         counts += torch.bincount(top.flatten().cpu(), minlength=num_classes)
     return counts
 
@@ -189,7 +197,7 @@ def _by_classifier(cfg: Config, device: torch.device) -> ChosenClasses:
     dataset = resolve(options.dataset, options.split)
     classifier = load_classifier(options.classifier, options.classifier_weights, device)
     batches = preprocessed_batches(dataset, spec.preprocess(), options.batch_size, device)
-    counts = count_top_classes(classifier, batches, len(spec.categories))
+    counts = count_top_classes(classifier, batches, len(spec.categories), precision=cfg.run.precision)
     ids = top_fraction(counts, options.fraction)
     if not ids:
         raise UserError(f"classes.fraction = {options.fraction} selects none of the {int((counts > 0).sum())} "
@@ -202,6 +210,8 @@ def _by_classifier(cfg: Config, device: torch.device) -> ChosenClasses:
 def _generator_classes(cfg: Config, ids: list[int] | None) -> ChosenClasses:
     """All classes of the configured generator, or the listed ones (checked against it)."""
     generator = generators.load(cfg.generator.name, weights="random", **cfg.generator.options)
+    if ids is None and generator.n_classes == 0:  # unconditional (BigBiGAN): no class to choose
+        return ChosenClasses(dataset=cfg.classes.dataset, select="all", ids=[], names=[])
     if ids is None:
         ids = list(range(generator.n_classes))
     bad = [i for i in ids if not 0 <= i < generator.n_classes]
@@ -261,7 +271,7 @@ def run_classes(cfg: Config, run_dir: Path, device: str | torch.device, force: b
     inputs: dict[str, Path] = {}
     if options.select == "auto":
         inputs["images"] = resolve(options.dataset, options.split).images_dir
-        if options.classifier_weights is not None:
+        if options.classifier_weights not in (None, "random"):
             inputs["classifier_weights"] = Path(options.classifier_weights)
     else:
         section["generator"] = {"name": cfg.generator.name, "options": cfg.generator.options}
@@ -277,4 +287,5 @@ def run_classes(cfg: Config, run_dir: Path, device: str | torch.device, force: b
                  " ..." if len(chosen.names) > 8 else "")
         return metrics
 
-    return run_stage(Stage(run_dir, "classes", config=section, inputs=inputs), body, force=force)
+    stage = Stage(run_dir, "classes", config=section, inputs=inputs, precision=cfg.run.precision)
+    return run_stage(stage, body, force=force)

@@ -108,11 +108,16 @@ def data_command(name: str, source: Path | None) -> None:
               help="A U-Net model.pt: predict every image, keep the PNGs, and score them.")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write metrics to this JSON file instead of the run folder.")
+@click.option("--activation", default=None, help="With --checkpoint: sigmoid-logit or softmax "
+              "(default: the config's predict.activation when --config is given, else the checkpoint's own).")
+@click.option("--flip/--no-flip", default=None, help="With --checkpoint: average with the mirrored image's "
+              "prediction (default: as --activation).")
 @click.option("--device", default=None, help="cpu, cuda or auto (with --checkpoint).")
 @stage_options
 def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | None, predictions: Path | None,
-                 baseline: str | None, checkpoint: Path | None, output: Path | None, device: str | None,
-                 run_dir: Path | None, config_path: Path | None, force: bool) -> None:
+                 baseline: str | None, checkpoint: Path | None, output: Path | None, activation: str | None,
+                 flip: bool | None, device: str | None, run_dir: Path | None, config_path: Path | None,
+                 force: bool) -> None:
     """Score saliency predictions on a dataset (MAE, F-beta, S-, E-measure, IoU, accuracy)."""
     from saliency.distributed import resolve_device
     from saliency.evaluation import FolderSource, run_eval
@@ -120,20 +125,28 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
     if sum(x is not None for x in (predictions, baseline, checkpoint)) != 1:
         raise UserError("eval: give exactly one of --predictions DIR, --checkpoint FILE or --baseline zeros|center")
     overrides = {"eval.dataset": dataset, "eval.split": split, "eval.metrics": list(metrics) or None,
-                 "run.device": device}
+                 "run.device": device, "predict.activation": activation,
+                 "predict.flip": flip}
     config, run_dir = resolve(config_path, run_dir, overrides)
+    settings: dict[str, Any] = {}
     if checkpoint is not None:
         from saliency.segmentation.predict import CheckpointSource
 
         saved = (output.with_suffix("") if output is not None else run_dir / "eval") / "predictions"
-        source = CheckpointSource(checkpoint, resolve_device(config.run.device), save_to=saved)
+        chosen = activation or (config.predict.activation if config_path is not None else None)
+        flipped = flip if flip is not None else (config.predict.flip if config_path is not None else None)
+        source = CheckpointSource(checkpoint, resolve_device(config.run.device), save_to=saved, activation=chosen,
+                                  precision=config.run.precision, flip=flipped)
         inputs = {"checkpoint": checkpoint}
+        settings = {"activation": chosen or "checkpoint's own",
+                    "flip": "checkpoint's own" if flipped is None else flipped}
     elif predictions is not None:
         source, inputs = FolderSource(predictions), {"predictions": predictions}
     else:
         source, inputs = BASELINES[baseline](), {}
     summary = run_eval(config.eval.dataset, config.eval.split, source, config.eval.metrics,
-                       run_dir=run_dir, output=output, force=force, inputs=inputs)
+                       run_dir=run_dir, output=output, force=force, inputs=inputs, settings=settings,
+                       precision=config.run.precision)
     click.echo(f"{source.name} on {config.eval.dataset}/{config.eval.split}")
     print_metrics(summary)
 
@@ -143,17 +156,20 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
 @click.option("--batch-size", type=int, default=None, help="Batch size (paper: 128).")
 @click.option("--source", type=click.Choice(["shards", "online"]), default=None,
               help="Train on the synth stage's shards or synthesize pairs on the fly.")
-@click.option("--encoder", default=None, help="segmentation-models-pytorch encoder name.")
+@click.option("--arch", type=click.Choice(["classic", "smp"]), default=None,
+              help="classic (the authors' U-Net) or smp (segmentation-models-pytorch, with --encoder).")
+@click.option("--encoder", default=None, help="segmentation-models-pytorch encoder name (--arch smp).")
 @click.option("--device", default=None, help="cpu, cuda or auto.")
 @stage_options
-def train_unet_command(steps: int | None, batch_size: int | None, source: str | None, encoder: str | None,
-                       device: str | None, run_dir: Path | None, config_path: Path | None, force: bool) -> None:
+def train_unet_command(steps: int | None, batch_size: int | None, source: str | None, arch: str | None,
+                       encoder: str | None, device: str | None, run_dir: Path | None, config_path: Path | None,
+                       force: bool) -> None:
     """Train the U-Net on the synthetic pairs (stage 5)."""
     from saliency.segmentation.train import run_train_unet
 
     config, run_dir = resolve(config_path, run_dir, {
-        "unet.steps": steps, "unet.batch_size": batch_size, "unet.source": source, "unet.encoder": encoder,
-        "run.device": device})
+        "unet.steps": steps, "unet.batch_size": batch_size, "unet.source": source, "unet.arch": arch,
+        "unet.encoder": encoder, "run.device": device})
     print_metrics(run_train_unet(config, run_dir, config.run.device, force=force))
 
 
@@ -194,13 +210,18 @@ def report_command(run_dir: Path) -> None:
 @click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="A U-Net model.pt.")
 @click.option("--images", type=click.Path(path_type=Path), required=True, help="Folder of images.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the PNG predictions.")
+@click.option("--activation", default=None, help="sigmoid-logit or softmax (default: the checkpoint's own).")
+@click.option("--flip/--no-flip", default=None, help="Average with the mirrored image's prediction "
+              "(default: the checkpoint's own).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
-def predict_command(checkpoint: Path, images: Path, out: Path, device: str) -> None:
-    """Predict a saliency PNG per image (shorter side to 128, foreground probability, original size)."""
+def predict_command(checkpoint: Path, images: Path, out: Path, activation: str | None, flip: bool | None,
+                    precision: str, device: str) -> None:
+    """Predict a saliency PNG per image (shorter side to the training size, foreground probability, original size)."""
     from saliency.distributed import resolve_device
     from saliency.segmentation.predict import predict_folder
 
-    written = predict_folder(checkpoint, images, out, resolve_device(device))
+    written = predict_folder(checkpoint, images, out, resolve_device(device), activation, precision, flip)
     click.echo(f"wrote {written} predictions to {out}")
 
 
@@ -238,6 +259,7 @@ def parse_int_list(text: str | None, option: str) -> list[int] | None:
 @click.option("--weights", default=None, help="Weights path, 'random', or none for the published weights.")
 @click.option("--method", default=None, help="voynov, lu (trained) or sefa, ganspace, random, coordinate, import.")
 @click.option("--deformator", default=None, help="ortho, unit-norm, linear or fc.")
+@click.option("--init", default=None, help="Deformator start: random (authors' code) or identity.")
 @click.option("--reconstructor", default=None, help="resnet18 or lenet.")
 @click.option("--directions", type=int, default=None, help="K (default: the latent dimension, as in the paper).")
 @click.option("--steps", type=int, default=None, help="Training steps (closed-form methods: of the reconstructor, for RCA).")
@@ -249,14 +271,14 @@ def parse_int_list(text: str | None, option: str) -> list[int] | None:
 @click.option("--device", default=None, help="cpu, cuda or auto.")
 @stage_options
 def discover_command(generator_name: str | None, weights: str | None, method: str | None, deformator: str | None,
-                     reconstructor: str | None, directions: int | None, steps: int | None, batch_size: int | None,
+                     init: str | None, reconstructor: str | None, directions: int | None, steps: int | None, batch_size: int | None,
                      lr: float | None, classes: str | None, import_path: str | None, seed: int | None,
                      device: str | None, run_dir: Path | None, config_path: Path | None, force: bool) -> None:
     """Stage 1: discover K latent directions (launch with torchrun for several GPUs)."""
     from saliency.discovery.train import run_discover
 
     overrides = {"generator.name": generator_name, "generator.weights": weights, "discover.method": method,
-                 "discover.deformator": deformator, "discover.reconstructor": reconstructor,
+                 "discover.deformator": deformator, "discover.init": init, "discover.reconstructor": reconstructor,
                  "discover.directions": directions, "discover.steps": steps, "discover.batch_size": batch_size,
                  "discover.lr": lr, "discover.classes": parse_int_list(classes, "--classes"),
                  "discover.import_path": import_path, "discover.seed": seed, "run.device": device}
@@ -296,7 +318,8 @@ def classes_command(dataset: str | None, split: str | None, classifier: str | No
 @click.option("--direction", type=int, default=None, help="Override rank's choice: column of discover/directions.pt.")
 @click.option("--sign", type=click.Choice(["1", "-1"]), default=None, help="Override rank's sign.")
 @click.option("--shift", type=float, default=None, help="Override rank's shift length.")
-@click.option("--mask-mode", default=None, help="intensity (paper) or diff (authors' code).")
+@click.option("--mask-mode", default=None, help="intensity (paper), diff (authors' code), lighting or mean_thr "
+              "(BigBiGAN follow-up).")
 @click.option("--threshold", type=float, default=None, help="Brightness threshold of the mask rule (0.95).")
 @click.option("--shard-size", type=int, default=None)
 @click.option("--batch-size", type=int, default=None)

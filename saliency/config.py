@@ -1,6 +1,7 @@
 """One typed config for a whole run: a YAML file with one section per stage.
 
-Defaults are the paper's settings (SPEC.md). Every value is validated on load: an unknown key, a
+Defaults are the paper's settings, and the authors' released code where the paper is silent
+(``docs/method.md`` gives the source of each). Every value is validated on load: an unknown key, a
 wrong type or an out-of-range value raises :class:`UserError` naming the key and what is allowed.
 Command-line options and ``--set section.key=value`` overrides go through the same validation.
 """
@@ -28,7 +29,9 @@ def _opt(default: Any, *, min: float | None = None, max: float | None = None, he
 @dataclass
 class RunConfig:
     name: str = _opt("run", help="run folder name under runs/")
-    device: Literal["cpu", "cuda", "auto"] = _opt("cpu", help="where to compute; bf16 autocast only on cuda")
+    device: Literal["cpu", "cuda", "auto"] = _opt("cpu", help="where to compute")
+    precision: Literal["fp32", "bf16"] = _opt("fp32", help="fp32 (paper, authors' code) or bf16 autocast in every "
+                                                           "stage (faster on recent GPUs; see docs/method.md)")
     seed: int = _opt(0, min=0, help="base seed; each stage offsets it")
 
 
@@ -44,6 +47,8 @@ class GeneratorConfig:
 class DiscoverConfig:
     method: Literal["voynov", "lu", "sefa", "ganspace", "random", "coordinate", "import"] = _opt("voynov")
     deformator: Literal["ortho", "unit-norm", "linear", "fc"] = _opt("ortho")
+    init: Literal["random", "identity"] = _opt("random", help="deformator start: random (authors' code: ortho "
+                                               "L ~ N(0, 1)) or identity (the first K coordinate axes)")
     reconstructor: Literal["resnet18", "lenet"] = _opt("resnet18")
     directions: int | None = _opt(None, min=1, help="K; null = the latent dimension (paper)")
     steps: int = _opt(100_000, min=0)
@@ -54,7 +59,8 @@ class DiscoverConfig:
     shift_weight: float | None = _opt(None, min=0.0, help="lambda of the shift loss; null = the method's paper value "
                                                           "(voynov 0.25, lu 0.5)")
     centroid_weight: float = _opt(0.25, min=0.0, help="gamma of Lu et al.'s centroid loss")
-    classes: list[int] | None = _opt(None, help="classes to condition on; null = uniform over all")
+    classes: list[int] | None = _opt(None, help="classes to condition on; null = uniform over all "
+                                                "(authors' code for BigGAN: [239])")
     checkpoint_every: int = _opt(1000, min=1)
     import_path: str | None = _opt(None, help="deformator file for method 'import'")
     rca_samples: int = _opt(1024, min=1, help="fresh pairs on which the final RCA is measured")
@@ -70,15 +76,16 @@ class RankConfig:
     dvn_steps: int = _opt(100, min=1)
     dvn_batch_size: int = _opt(32, min=1)
     dvn_lr: float = _opt(1e-3, min=0.0)
-    top: int = _opt(20, min=1, help="candidates checked for the background-removal effect")
+    top: int | None = _opt(None, min=1, help="directions (best by DVN) checked for the background-removal "
+                                                "effect; null = every direction")
     mask_samples: int = _opt(256, min=1)
     direction: int | None = _opt(None, min=0, help="override: direction index")
     sign: int | None = _opt(None, min=-1, max=1, help="override: +1 or -1")
     seed: int = _opt(0, min=0)
     dvn_resolution: int = _opt(32, min=32, help="DVN classifier input size (LeNet's 32 px)")
     dvn_chunk: int = _opt(32, min=1, help="directions whose DVN classifiers train together (memory)")
-    mask_shifts: list[float] = _opt([6.0, 12.0, 26.0], help="shift magnitudes tried per candidate "
-                                    "(masks by the synth section's rule)")
+    mask_shifts: list[float] = _opt([6.0, 12.0, 26.0], help="shift magnitudes tried per candidate, in units of the "
+                                    "direction's stored length (masks by the synth section's rule)")
     magnitude: float | None = _opt(None, min=0.0, help="override: shift magnitude (with direction/sign)")
     batch_size: int = _opt(64, min=1, help="generator batch")
 
@@ -88,7 +95,8 @@ class ClassesConfig:
     dataset: str = _opt("ecssd")
     split: str = _opt("train")
     classifier: Literal["resnet18"] = _opt("resnet18")
-    classifier_weights: str | None = _opt(None)
+    classifier_weights: str | None = _opt(None, help="state dict file; null = the published weights; 'random' = "
+                                                     "seeded random weights (smoke runs)")
     fraction: float = _opt(0.25, min=0.0, max=1.0)
     select: Literal["auto", "all"] | list[int] = _opt("auto", help="'auto' = classifier counts, 'all', or a list")
     batch_size: int = _opt(32, min=1, help="images per classifier batch")
@@ -97,11 +105,15 @@ class ClassesConfig:
 @dataclass
 class SynthConfig:
     n: int = _opt(10_000, min=1, help="accepted pairs to write")
-    threshold: float = _opt(0.95, min=0.0, max=1.0)
-    min_area: float = _opt(0.05, min=0.0, max=1.0)
+    threshold: float = _opt(0.95, min=0.0, max=1.0, help="θ of the intensity and diff rules")
+    min_area: float | None = _opt(0.05, min=0.0, max=1.0, help="null = no lower bound (BigBiGAN code)")
     max_area: float = _opt(0.5, min=0.0, max=1.0)
-    mask_mode: Literal["intensity", "diff"] = _opt("intensity")
-    shift: float | None = _opt(None, min=0.0, help="null = the shift chosen by rank")
+    mask_mode: Literal["intensity", "diff", "lighting", "mean_thr"] = _opt(
+        "intensity", help="intensity (paper), diff (authors' code), lighting / mean_thr (BigBiGAN follow-up)")
+    components: bool = _opt(False, help="keep the connected components larger than 0.2 x the largest (BigBiGAN code)")
+    histogram: bool = _opt(False, help="keep samples whose shifted image's histogram has >= 2 maxima (BigBiGAN code)")
+    shift: float | None = _opt(None, min=0.0, help="null = the shift chosen by rank (in units of the "
+                                                   "direction's stored length)")
     batch_size: int = _opt(32, min=1)
     shard_size: int = _opt(1000, min=1)
     seed: int = _opt(0, min=0)
@@ -112,21 +124,37 @@ class SynthConfig:
 
 @dataclass
 class UnetConfig:
-    source: Literal["shards", "online"] = _opt("shards")
-    encoder: str = _opt("resnet34")
-    encoder_weights: str | None = _opt(None, help="null = from scratch (paper)")
+    source: Literal["shards", "online"] = _opt("shards", help="the synth stage's pairs, or pairs made on the fly "
+                                               "(authors' code)")
+    arch: Literal["classic", "smp"] = _opt("classic", help="classic: the authors' U-Net (milesial layout); smp: a "
+                                           "segmentation-models-pytorch U-Net on unet.encoder")
+    width: int = _opt(64, min=1, help="classic U-Net's first width (authors: 64; then x2, x4, x8, x8)")
+    encoder: str = _opt("resnet34", help="smp encoder (arch smp only)")
+    encoder_weights: str | None = _opt(None, help="smp encoder weights; null = from scratch (arch smp only)")
     steps: int = _opt(15_000, min=0)
     batch_size: int = _opt(128, min=1)
     lr: float = _opt(0.005, min=0.0)
     lr_decay: float = _opt(0.2, min=0.0, max=1.0)
     lr_step: int = _opt(4000, min=1)
     temperature: float = _opt(10.0, min=1e-6, help="logits are divided by it in the loss (paper: 10)")
-    augment: bool = _opt(False)
+    ema: float | None = _opt(None, min=0.0, max=1.0, help="decay of an exponential moving average of the "
+                             "weights, which is what is saved and predicts; null = off (the papers)")
+    augment: Literal["none", "photo"] = _opt("none", help="augmentation recipe of the training pairs: none "
+                                             "(paper) or photo (framing, colour, blur, noise, JPEG)")
     eval_every: int = _opt(1000, min=1, help="steps between MAE checks on the eval dataset")
     eval_images: int = _opt(100, min=0, help="images of the eval split used by those checks; 0 = none")
     checkpoint_every: int = _opt(1000, min=1)
     workers: int = _opt(0, min=0, help="data-loading processes")
     seed: int = _opt(0, min=0)
+
+
+@dataclass
+class PredictConfig:
+    activation: Literal["sigmoid-logit", "softmax"] = _opt(
+        "sigmoid-logit", help="foreground probability: sigmoid of the raw foreground logit (GanLatentDiscovery) "
+                              "or softmax channel 1 (BigGANsAreWatching)")
+    flip: bool = _opt(False, help="average each prediction with that of the mirrored image "
+                                  "(test-time augmentation; off in the papers)")
 
 
 METRIC_NAMES = ("mae", "max_fbeta", "mean_fbeta", "s_measure", "e_measure", "iou", "accuracy")
@@ -148,6 +176,7 @@ class Config:
     classes: ClassesConfig = field(default_factory=ClassesConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     unet: UnetConfig = field(default_factory=UnetConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:

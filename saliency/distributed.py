@@ -18,6 +18,7 @@ from torch import nn
 from saliency.errors import UserError
 
 DEVICE_NAMES = ("cpu", "cuda", "auto")
+PRECISIONS = ("fp32", "bf16")
 
 
 def launched() -> bool:
@@ -87,10 +88,16 @@ def resolve_device(name: str | torch.device) -> torch.device:
     return device
 
 
-def autocast(device: torch.device, enabled: bool = True) -> ContextManager[None]:
-    """bf16 autocast on CUDA when ``enabled``; a no-op elsewhere (CPU bf16 is slow and changes results)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, precision: str = "fp32") -> ContextManager[None]:
+    """bf16 autocast on ``device`` when ``precision`` is ``"bf16"``; a no-op for ``"fp32"``.
+
+    ``run.precision`` is the one switch: fp32 is the paper's and the authors' precision and the
+    default; bf16 is opt-in and applies on any device (on CPU it is slow, but the path is tested).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -2,7 +2,7 @@
 
 Curves and structure measures come from pysodmetrics, called with ``normalize=False`` so that a
 prediction is scored as it is (its default rescales every prediction to its own [min, max],
-which SPEC.md §6 rules out). Predictions are float arrays in [0, 1] at the ground truth's size;
+which docs/method.md §6 rules out). Predictions are float arrays in [0, 1] at the ground truth's size;
 ground truths are boolean. Dataset figures follow the literature's conventions:
 
 - ``mae``, ``s_measure``, ``iou``, ``accuracy``: the mean of per-image values;

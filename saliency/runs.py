@@ -133,13 +133,14 @@ def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
 
 @dataclass
 class Stage:
-    """One stage of one run: its folder, config section, seed and the inputs it reads."""
+    """One stage of one run: its folder, config section, seed, precision and the inputs it reads."""
 
     run_dir: Path
     name: str
     config: dict[str, Any]
     seed: int | None = None
     inputs: dict[str, Path] = field(default_factory=dict)
+    precision: str = "fp32"  # run.precision: recorded in the manifest, part of what "the same run" means
 
     @property
     def dir(self) -> Path:
@@ -155,7 +156,9 @@ class Stage:
             return None
         same_config = _canonical(manifest.get("config")) == _canonical(self.config)
         same_inputs = manifest.get("inputs") == self.input_hashes()
-        return manifest.get("metrics", {}) if same_config and same_inputs and manifest.get("seed") == self.seed else None
+        same_precision = manifest.get("precision", "fp32") == self.precision
+        same = same_config and same_inputs and same_precision and manifest.get("seed") == self.seed
+        return manifest.get("metrics", {}) if same else None
 
     def write_manifest(self, status: str, metrics: dict[str, Any] | None = None, error: str | None = None,
                        started: float | None = None) -> None:
@@ -165,6 +168,7 @@ class Stage:
             "status": status,
             "config": self.config,
             "seed": self.seed,
+            "precision": self.precision,
             "inputs": self.input_hashes(),
             "versions": package_versions(),
             "metrics": metrics or {},

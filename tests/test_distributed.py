@@ -39,12 +39,15 @@ def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
         distributed.resolve_device("gpu")
 
 
-def test_autocast_is_bf16_on_cuda_only() -> None:
+def test_autocast_follows_the_precision_switch_on_any_device() -> None:
     with distributed.autocast(torch.device("cpu")):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
-    with pytest.warns(UserWarning) if not torch.cuda.is_available() else torch.no_grad():
-        context = distributed.autocast(torch.device("cuda"))
-    assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
+    with distributed.autocast(torch.device("cpu"), "fp32"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with distributed.autocast(torch.device("cpu"), "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="fp16"):
+        distributed.autocast(torch.device("cpu"), "fp16")
 
 
 def test_single_process_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,9 +1,9 @@
-"""`saliency run`: the BigGAN smoke pipeline end to end, a reduced quickstart whose rank stage must
-find the toy world's background direction from discover's output, and resume after a kill."""
+"""`saliency run`: a reduced quickstart on the fast toyworld whose rank stage must find the
+background direction from discover's output, and resume after a kill (the full quickstart's scores:
+test_quickstart.py; the paper pipelines: test_pipelines.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,22 +21,11 @@ from saliency.ranking.artifacts import load_choice
 from saliency.runs import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
-REDUCED_QUICKSTART = {"discover.rca_samples": 256, "rank.top": 6, "rank.dvn_samples": 1600, "synth.n": 256,
-                      "synth.shard_size": 128, "unet.steps": 6, "unet.batch_size": 8, "unet.eval_every": 3,
+# The quickstart's stages and settings on toyworld (32 factors in 32 dims, found in 1500 steps).
+REDUCED_QUICKSTART = {"generator.name": "toyworld", "generator.options": {"dim_z": 32, "resolution": 64},
+                      "discover.steps": 1500, "discover.rca_samples": 256, "rank.dvn_samples": 1600,
+                      "synth.n": 256, "synth.shard_size": 128, "unet.steps": 6, "unet.batch_size": 8, "unet.eval_every": 3,
                       "unet.eval_images": 4, "unet.checkpoint_every": 2}
-
-
-@pytest.mark.slow
-def test_biggan_smoke_pipeline(data_root: Path, tmp_path: Path) -> None:
-    config = load_config(REPO / "pipelines" / "biggan-ecssd-smoke.yaml")
-    results = run_pipeline(config, tmp_path / "smoke", select_stages())
-    assert list(results) == list(STAGES)
-    for stage in STAGES:
-        assert read_manifest(tmp_path / "smoke" / stage)["status"] == "complete", stage
-    metrics = json.loads((tmp_path / "smoke" / "eval" / "metrics.json").read_text())
-    assert metrics["images"] == 500 and 0 <= metrics["metrics"]["mae"] <= 1
-    assert len(list((tmp_path / "smoke" / "eval" / "predictions").glob("*.png"))) == 500
-    assert (tmp_path / "smoke" / "report.html").is_file()
 
 
 @pytest.mark.slow
@@ -44,7 +33,7 @@ def test_reduced_quickstart_finds_the_background_direction(data_root: Path, tmp_
     config = load_config(REPO / "pipelines" / "quickstart.yaml", REDUCED_QUICKSTART)
     run_dir = tmp_path / "quick"
     results = run_pipeline(config, run_dir, select_stages())
-    toy = generators.load("toyworld", **config.generator.options)
+    toy = generators.load(config.generator.name, **config.generator.options)
     truth = toy.factor_directions[:, toy.factor_names.index("bg_white")]
     choice = load_choice(run_dir / "rank" / "rank.json", toy.dim_z)
     # Discovery learned the direction, rank found it among the 32 with the sign that whitens.

@@ -35,7 +35,7 @@ def read_gray(path: Path) -> np.ndarray:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """Boolean ground-truth mask: intensity above half of the range is foreground (SPEC.md §6)."""
+    """Boolean ground-truth mask: intensity above half of the range is foreground (docs/method.md §6)."""
     return read_gray(path) > 127
 
 

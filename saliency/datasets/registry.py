@@ -93,7 +93,7 @@ def held_splits(spec: DatasetSpec, stems: set[str]) -> list[str]:
 
 ECSSD = register_dataset(DatasetSpec(
     name="ecssd",
-    # SPEC.md §6: the paper publishes no split; the project's is by file name.
+    # docs/method.md §6: the paper publishes no split; the project's is by file name.
     splits={"train": numbered(1, 500), "test": numbered(501, 1000)},
     archives={
         "images": "https://www.cse.cuhk.edu.hk/leojia/projects/hsaliency/data/ECSSD/images.zip",

@@ -2,9 +2,13 @@
 
 This module is the one place their format is written and read. ``directions.pt`` is a plain dict
 (loadable with ``weights_only=True``): ``directions`` (dim_z×K float32, unit-norm columns),
+``lengths`` (K float32: each direction's stored length, 1 for trained and closed-form directions,
+the published length of an imported vector such as BigBiGAN's ``bg_direction.pth``),
 ``method``, ``deformator`` (its type), ``deformator_state`` (the deformator's state dict when the
 unit columns alone do not reproduce its shifts, else None), ``generator`` (registered name),
-``dim_z`` and ``format``.
+``dim_z`` and ``format``. Shifts move along ``unit column × length`` (:attr:`Directions.vectors`),
+so a published direction is used at its stored length with its published shift, never silently
+renormalised; analyses of direction (cosines, DVN's length-6 shift) use the unit columns.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from saliency.runs import atomic_torch_save, load_torch_file
 
 DIRECTIONS_FILE = "directions.pt"
 RECONSTRUCTOR_FILE = "reconstructor.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added ``lengths``; a version-1 file reads with lengths of 1
 _UNIT_TOLERANCE = 1e-4
 
 
@@ -33,10 +37,16 @@ class Directions:
     deformator: str
     generator: str
     deformator_state: dict[str, torch.Tensor] | None = None
+    lengths: torch.Tensor | None = None  # (K,); None = every direction of length 1
 
     @property
     def dim_z(self) -> int:
         return self.directions.shape[0]
+
+    @property
+    def vectors(self) -> torch.Tensor:
+        """``(dim_z, K)``: the directions at their stored lengths, what a shift multiplies."""
+        return self.directions if self.lengths is None else self.directions * self.lengths.to(self.directions)
 
     @property
     def count(self) -> int:
@@ -50,9 +60,13 @@ def save_directions(path: Path, found: Directions) -> Path:
         raise ValueError("directions must be a (dim_z, K) matrix with unit-norm columns")
     state = None if found.deformator_state is None else {
         key: value.detach().cpu().clone() for key, value in found.deformator_state.items()}
+    lengths = torch.ones(found.count) if found.lengths is None else found.lengths
+    if lengths.shape != (found.count,) or not bool((lengths > 0).all()):
+        raise ValueError("lengths must be K positive numbers")
     return atomic_torch_save({
         "format": FORMAT_VERSION,
         "directions": found.directions.detach().float().cpu().contiguous(),
+        "lengths": lengths.detach().float().cpu().contiguous(),
         "method": found.method,
         "deformator": found.deformator,
         "deformator_state": state,
@@ -101,5 +115,9 @@ def _parse(raw: Any, path: Path) -> Directions:
     state = raw.get("deformator_state")
     if state is not None and not isinstance(state, dict):
         raise UserError(f"{path}: 'deformator_state' must be a state dict or None")
+    lengths = raw.get("lengths", torch.ones(matrix.shape[1]))
+    if not isinstance(lengths, torch.Tensor) or lengths.shape != (matrix.shape[1],) or not bool((lengths > 0).all()):
+        raise UserError(f"{path}: 'lengths' must hold {matrix.shape[1]} positive numbers; the file is damaged, "
+                        f"rerun discover")
     return Directions(directions=matrix.float(), method=raw["method"], deformator=raw["deformator"],
-                      generator=raw["generator"], deformator_state=state)
+                      generator=raw["generator"], deformator_state=state, lengths=lengths.float())

@@ -6,6 +6,7 @@ artifact training produces, so every later stage treats them alike.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +17,7 @@ from saliency.discovery.artifacts import Directions
 from saliency.discovery.deformators import LinearDeformator, OrthoDeformator
 from saliency.errors import UserError
 from saliency.generators.base import Generator, as_torch_generator
+from saliency.generators.weights import resolve_published_directions
 from saliency.runs import load_torch_file
 
 
@@ -85,10 +87,12 @@ def coordinate(request: ClosedFormRequest) -> Directions:
 
 def import_published(request: ClosedFormRequest) -> Directions:
     """Directions from a deformator the authors published: an ``ortho`` state dict (``log_mat_half``),
-    a ``linear`` one (``linear.weight``, ``linear.bias``) or a single latent vector (``bg_direction.pth``)."""
+    a ``linear`` one (``linear.weight``, ``linear.bias``) or a single latent vector (``bg_direction.pth``).
+    Without ``import_path``, the file the authors published for the generator (cached or downloaded)."""
     if request.import_path is None:
-        raise UserError("method import needs discover.import_path: the authors' deformator file (.pt/.pth)")
-    path = Path(request.import_path)
+        path = resolve_published_directions(request.generator_name)
+    else:
+        path = Path(request.import_path)
     if not path.is_file():
         raise UserError(f"discover.import_path {path}: file not found")
     published = load_torch_file(path, "deformator file", "give the authors' published .pt/.pth file")
@@ -103,7 +107,7 @@ def _from_ortho(request: ClosedFormRequest, path: Path, state: dict[str, torch.T
     dim_z = request.generator.dim_z
     _check_shape(path, "log_mat_half", state["log_mat_half"], (dim_z, dim_z))
     count = _count(request, limit=dim_z, why="the file holds dim_z orthonormal columns")
-    deformator = OrthoDeformator(dim_z, count)
+    deformator = OrthoDeformator(dim_z, count, init="identity")
     deformator.load_state_dict({"log_mat_half": state["log_mat_half"].float()})
     return _found(request, "import", "ortho", deformator.directions())
 
@@ -114,20 +118,23 @@ def _from_linear(request: ClosedFormRequest, path: Path, state: dict[str, torch.
     _check_shape(path, "linear.weight", weight, (dim_z, weight.shape[1] if weight.dim() == 2 else -1))
     _check_shape(path, "linear.bias", bias, (dim_z,))
     count = _count(request, limit=weight.shape[1], why="the file holds that many columns")
-    deformator = LinearDeformator(dim_z, count)
+    deformator = LinearDeformator(dim_z, count, init="identity")
     deformator.load_state_dict({"linear.weight": weight[:, :count].float(), "linear.bias": bias.float()})
     return _found(request, "import", "linear", deformator.directions(), deformator.state_dict())
 
 
 def _from_vector(request: ClosedFormRequest, path: Path, vector: torch.Tensor) -> Directions:
-    """One direction used unnormalised (BigBiGAN's background): kept as a bias-free linear column."""
+    """One published latent vector (BigBiGAN's ``bg_direction.pth``), kept at its stored length: the
+    authors shift by ``5 · vector`` as stored, so its length is part of the published shift."""
     vector = vector.reshape(-1).float()
     dim_z = request.generator.dim_z
     _check_shape(path, "the vector", vector, (dim_z,))
     if request.num_directions not in (None, 1):
         raise UserError(f"{path} holds one direction; leave discover.directions unset or 1")
-    state = {"linear.weight": vector.unsqueeze(1), "linear.bias": torch.zeros(dim_z)}
-    return _found(request, "import", "linear", vector.unsqueeze(1), state)
+    if not float(vector.norm()) > 0:
+        raise UserError(f"{path}: the vector is zero; import the published bg_direction.pth")
+    found = _found(request, "import", "vector", vector.unsqueeze(1))
+    return dataclasses.replace(found, lengths=vector.norm().reshape(1))
 
 
 _PUBLISHED_FORMATS: dict[Any, Callable[[ClosedFormRequest, Path, Any], Directions]] = {

@@ -9,13 +9,16 @@ eps times column k (``exact_columns``); for ``linear`` (columns of any length, p
 from __future__ import annotations
 
 import abc
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from saliency.errors import UserError
+
+Init = Literal["random", "identity"]
+INITS: tuple[str, ...] = ("random", "identity")
 
 # Magnitude at which a nonlinear deformator is probed to summarise its directions as columns: the
 # middle of the training range U[-6, 6].
@@ -27,8 +30,10 @@ class Deformator(nn.Module, abc.ABC):
 
     exact_columns: bool = True
 
-    def __init__(self, dim_z: int, num_directions: int) -> None:
+    def __init__(self, dim_z: int, num_directions: int, init: Init = "random") -> None:
         super().__init__()
+        if init not in INITS:
+            raise UserError(f"discover.init = {init!r} is not known; choose one of {', '.join(INITS)}")
         self.dim_z = dim_z
         self.num_directions = num_directions
 
@@ -59,16 +64,18 @@ class _ColumnDeformator(Deformator):
 class OrthoDeformator(_ColumnDeformator):
     """First K columns of exp(L − Lᵀ): orthonormal by construction (paper's choice for BigGAN).
 
-    ``log_mat_half`` starts at zero (A = the first K coordinate axes) and has the name the authors'
-    published state dicts use, so their files load into it.
+    ``init="random"`` draws L ~ N(0, 1), a random rotation, as the authors' code does by default
+    (``random_init``, docs/method.md §1); ``"identity"`` starts at L = 0, A = the first K coordinate
+    axes. ``log_mat_half`` has the name the authors' published state dicts use, so their files load.
     """
 
-    def __init__(self, dim_z: int, num_directions: int) -> None:
+    def __init__(self, dim_z: int, num_directions: int, init: Init = "random") -> None:
         if num_directions > dim_z:
             raise UserError(f"discover.directions = {num_directions} exceeds the latent dimension {dim_z}: "
                             f"orthonormal directions need K <= {dim_z}; lower it or use deformator unit-norm")
-        super().__init__(dim_z, num_directions)
-        self.log_mat_half = nn.Parameter(torch.zeros(dim_z, dim_z))
+        super().__init__(dim_z, num_directions, init)
+        start = torch.randn(dim_z, dim_z) if init == "random" else torch.zeros(dim_z, dim_z)
+        self.log_mat_half = nn.Parameter(start)
 
     def matrix(self) -> torch.Tensor:
         skew = self.log_mat_half - self.log_mat_half.T
@@ -76,11 +83,13 @@ class OrthoDeformator(_ColumnDeformator):
 
 
 class UnitNormDeformator(_ColumnDeformator):
-    """Free columns divided by their length (paper's choice for MNIST and ProgGAN)."""
+    """Free columns divided by their length (paper's choice for MNIST and ProgGAN); they start as
+    Gaussian columns (``random``) or the first K coordinate axes (``identity``)."""
 
-    def __init__(self, dim_z: int, num_directions: int) -> None:
-        super().__init__(dim_z, num_directions)
-        self.weight = nn.Parameter(torch.randn(dim_z, num_directions))
+    def __init__(self, dim_z: int, num_directions: int, init: Init = "random") -> None:
+        super().__init__(dim_z, num_directions, init)
+        start = torch.randn(dim_z, num_directions) if init == "random" else torch.eye(dim_z, num_directions)
+        self.weight = nn.Parameter(start)
 
     def matrix(self) -> torch.Tensor:
         return self.weight / self.weight.norm(dim=0, keepdim=True)
@@ -98,17 +107,20 @@ class FixedDeformator(_ColumnDeformator):
 
 
 class LinearDeformator(Deformator):
-    """A general linear map with bias (authors' ``linear``); its columns tend to blow up (paper §3.3)."""
+    """A general linear map with bias (authors' ``linear``); its columns tend to blow up (paper §3.3).
+
+    Starts as the authors' code does: weight 0.1·N(0, 1) (``random``) or the first K coordinate axes
+    (``identity``), the bias at PyTorch's default initialisation in both cases.
+    """
 
     exact_columns = False
 
-    def __init__(self, dim_z: int, num_directions: int) -> None:
-        super().__init__(dim_z, num_directions)
+    def __init__(self, dim_z: int, num_directions: int, init: Init = "random") -> None:
+        super().__init__(dim_z, num_directions, init)
         self.linear = nn.Linear(num_directions, dim_z)
         with torch.no_grad():
-            weight = torch.randn(dim_z, num_directions)
-            self.linear.weight.copy_(weight / weight.norm(dim=0, keepdim=True))
-            self.linear.bias.zero_()
+            start = 0.1 * torch.randn(dim_z, num_directions) if init == "random" else torch.eye(dim_z, num_directions)
+            self.linear.weight.copy_(start)
 
     def forward(self, k: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         return self.linear(eps.unsqueeze(1) * F.one_hot(k, self.num_directions).to(eps.dtype))
@@ -124,13 +136,17 @@ class FCDeformator(Deformator):
 
     The shift is rescaled to length |eps|, as a unit-norm column would give, so the MLP cannot win
     the classification by growing its shifts (the failure of ``linear``). Layer names follow the
-    authors' published ``fc`` state dicts (fc1..fc4, bn1..bn3).
+    authors' published ``fc`` state dicts (fc1..fc4, bn1..bn3). Its layers start at PyTorch's default
+    initialisation (``random``); an MLP has no identity start.
     """
 
     exact_columns = False
 
-    def __init__(self, dim_z: int, num_directions: int, hidden: int = 1024) -> None:
-        super().__init__(dim_z, num_directions)
+    def __init__(self, dim_z: int, num_directions: int, init: Init = "random", hidden: int = 1024) -> None:
+        if init != "random":
+            raise UserError(f"discover.init = {init!r} does not apply to deformator fc (an MLP has no identity "
+                            f"start); use init random")
+        super().__init__(dim_z, num_directions, init)
         self.fc1, self.bn1 = nn.Linear(num_directions, hidden), nn.BatchNorm1d(hidden)
         self.fc2, self.bn2 = nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden)
         self.fc3, self.bn3 = nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden)
@@ -155,7 +171,7 @@ class FCDeformator(Deformator):
         return chord / chord.norm(dim=0, keepdim=True).clamp_min(1e-12)
 
 
-DEFORMATORS: dict[str, Callable[[int, int], Deformator]] = {
+DEFORMATORS: dict[str, Callable[[int, int, Init], Deformator]] = {
     "ortho": OrthoDeformator,
     "unit-norm": UnitNormDeformator,
     "linear": LinearDeformator,
@@ -163,10 +179,11 @@ DEFORMATORS: dict[str, Callable[[int, int], Deformator]] = {
 }
 
 
-def build_deformator(name: str, dim_z: int, num_directions: int, seed: int) -> Deformator:
-    """Deformator ``name`` for a ``dim_z`` latent space with K = ``num_directions``, initialised from ``seed``."""
+def build_deformator(name: str, dim_z: int, num_directions: int, seed: int, init: Init = "random") -> Deformator:
+    """Deformator ``name`` for a ``dim_z`` latent space with K = ``num_directions``, started as ``init``
+    says, its random draws from ``seed``."""
     if name not in DEFORMATORS:
         raise UserError(f"discover.deformator = {name!r} is not known; choose one of {', '.join(DEFORMATORS)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return DEFORMATORS[name](dim_z, num_directions)
+        return DEFORMATORS[name](dim_z, num_directions, init)

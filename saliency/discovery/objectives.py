@@ -132,7 +132,7 @@ OBJECTIVES: dict[str, Callable[[ShiftSampler, float, float], Objective]] = {
 }
 
 
-# λ of each paper: Voynov & Babenko 0.25, Lu et al. 0.5 (SPEC.md §1).
+# λ of each paper: Voynov & Babenko 0.25, Lu et al. 0.5 (docs/method.md §1).
 PAPER_SHIFT_WEIGHTS: dict[str, float] = {"voynov": 0.25, "lu": 0.5}
 
 

@@ -58,9 +58,14 @@ def lenet(num_directions: int, resolution: int) -> Reconstructor:
 
 def resnet18(num_directions: int, resolution: int) -> Reconstructor:
     """torchvision ResNet-18, no pretrained weights, first convolution taking the 6-channel pair
-    (its strides suit any resolution from 32 px up)."""
+    (its strides suit any resolution from 32 px up).
+
+    The new first convolution is initialised as the authors' code does it (kaiming normal, fan_out,
+    ReLU; docs/method.md §1), like torchvision's own convolutions, not with PyTorch's layer default.
+    """
     backbone = torchvision.models.resnet18(weights=None)
     backbone.conv1 = nn.Conv2d(6, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    nn.init.kaiming_normal_(backbone.conv1.weight, mode="fan_out", nonlinearity="relu")
     features = backbone.fc.in_features
     backbone.fc = nn.Identity()
     return Reconstructor(backbone, features, num_directions)

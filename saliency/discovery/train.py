@@ -66,12 +66,12 @@ def sample_latents(generator: Generator, n: int, rng: torch.Generator, classes: 
 def train(generator: Generator, deformator: Deformator, reconstructor: torch.nn.Module, objective: Objective,
           settings: TrainSettings, device: torch.device, checkpoint: Path | None = None,
           fingerprint: dict[str, Any] | None = None, on_step: Callable[[int], None] | None = None,
-          bf16: bool = True) -> History:
+          precision: str = "fp32") -> History:
     """Train ``deformator`` (if it has parameters) and ``reconstructor`` for ``settings.steps`` steps.
 
     With ``checkpoint``, resume from it when its ``fingerprint`` matches and save to it every
     ``checkpoint_every`` steps and at the end (rank 0 only). ``on_step(step)`` runs after each step.
-    ``bf16`` runs the generator and reconstructor under bf16 autocast on CUDA (ignored on CPU).
+    ``precision`` ``"bf16"`` runs the generator and reconstructor under bf16 autocast.
     """
     generator.eval().requires_grad_(False)
     deformator.to(device).train()
@@ -89,7 +89,7 @@ def train(generator: Generator, deformator: Deformator, reconstructor: torch.nn.
         history.rows = resumed["history"].tolist()
         log.info("discover: resumed from %s at step %d", checkpoint, len(history.rows))
     models = distributed.data_parallel(deformator, device), distributed.data_parallel(reconstructor, device)
-    amp = functools.partial(distributed.autocast, device, bf16)
+    amp = functools.partial(distributed.autocast, device, precision)
     progress = ProgressLog(history, settings.steps, "discover", LOG_EVERY, {"loss": "loss", "rca": "accuracy"})
     for step in range(len(history.rows), settings.steps):
         rng = step_rng(settings.seed, TRAIN_STREAM, distributed.rank(), step)
@@ -121,13 +121,14 @@ def train(generator: Generator, deformator: Deformator, reconstructor: torch.nn.
 @torch.no_grad()
 def measure_rca(generator: Generator, deformator: Deformator, reconstructor: torch.nn.Module,
                 sampler: ShiftSampler, samples: int, batch_size: int, seed: int, device: torch.device,
-                classes: list[int] | None = None, truncation: float | None = None) -> float:
+                classes: list[int] | None = None, truncation: float | None = None,
+                precision: str = "fp32") -> float:
     """Reconstructor classification accuracy on ``samples`` fresh single-shift pairs (paper §4),
     split over ranks; the models are put in eval mode."""
     deformator.eval()
     reconstructor.eval()
     probe = VoynovObjective(sampler, shift_weight=0.0)
-    amp = functools.partial(distributed.autocast, device)
+    amp = functools.partial(distributed.autocast, device, precision)
     mine = math.ceil(samples / distributed.world_size())
     totals = torch.zeros(2, dtype=torch.float64, device=device)
     for index, first in enumerate(range(0, mine, batch_size)):
@@ -151,7 +152,8 @@ def run_discover(cfg: Config, run_dir: Path, device: str | torch.device, force: 
         inputs["import"] = Path(cfg.discover.import_path)
     if cfg.generator.weights and Path(cfg.generator.weights).is_file():
         inputs["weights"] = Path(cfg.generator.weights)
-    stage = Stage(run_dir, "discover", config=section, seed=cfg.discover.seed, inputs=inputs)
+    stage = Stage(run_dir, "discover", config=section, seed=cfg.discover.seed, inputs=inputs,
+                  precision=cfg.run.precision)
     body = functools.partial(_discover, cfg=cfg, device=device, section=section)
     return run_stage(stage, body, force=force, is_writer=distributed.is_writer())
 
@@ -177,14 +179,15 @@ def _discover(stage: Stage, cfg: Config, device: torch.device, section: dict[str
                              checkpoint_every=options.checkpoint_every)
     # A checkpoint stays valid when only the length of the run, the checkpoint spacing or the
     # size of the final RCA measurement changed.
-    fingerprint = {**section, "discover": {key: value for key, value in section["discover"].items()
-                                           if key not in ("steps", "checkpoint_every", "rca_samples")}}
+    fingerprint = {**section, "precision": cfg.run.precision,
+                   "discover": {key: value for key, value in section["discover"].items()
+                                if key not in ("steps", "checkpoint_every", "rca_samples")}}
     history = train(generator, deformator, reconstructor, objective, settings, device,
-                    checkpoint=stage.dir / CHECKPOINT, fingerprint=fingerprint)
+                    checkpoint=stage.dir / CHECKPOINT, fingerprint=fingerprint, precision=cfg.run.precision)
     rca = None
     if options.steps > 0:
         rca = measure_rca(generator, deformator, reconstructor, sampler, options.rca_samples, options.batch_size,
-                          options.seed, device, options.classes, cfg.generator.truncation)
+                          options.seed, device, options.classes, cfg.generator.truncation, cfg.run.precision)
     if found is None:
         found = Directions(directions=deformator.directions(), method=options.method, deformator=options.deformator,
                            generator=cfg.generator.name,
@@ -204,7 +207,7 @@ def _deformator(cfg: Config, generator: Generator) -> tuple[Deformator, Directio
     options = cfg.discover
     if options.method in OBJECTIVES:
         count = options.directions or generator.dim_z
-        return build_deformator(options.deformator, generator.dim_z, count, options.seed), None
+        return build_deformator(options.deformator, generator.dim_z, count, options.seed, options.init), None
     request = ClosedFormRequest(generator=generator, generator_name=cfg.generator.name,
                                 num_directions=options.directions, seed=options.seed, classes=options.classes,
                                 truncation=cfg.generator.truncation,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 from pathlib import Path
@@ -52,8 +53,10 @@ def read_per_image(path: Path) -> list[dict[str, str]]:
 
 def run_eval(dataset_name: str, split: str | None, source: PredictionSource, metrics: list[str],
              run_dir: Path | None = None, output: Path | None = None, force: bool = False,
-             inputs: dict[str, Path] | None = None) -> dict[str, float]:
-    """Evaluate into ``output`` (a plain file) or into the run folder's ``eval`` stage."""
+             inputs: dict[str, Path] | None = None, settings: dict[str, Any] | None = None,
+             precision: str = "fp32") -> dict[str, float]:
+    """Evaluate into ``output`` (a plain file) or into the run folder's ``eval`` stage; ``settings``
+    (how the source predicts: activation...) join the stage's recorded config."""
     dataset = resolve(dataset_name, split)
     details = {"dataset": dataset_name, "split": split, "images": len(dataset), "source": source.name}
     if output is not None:
@@ -66,8 +69,8 @@ def run_eval(dataset_name: str, split: str | None, source: PredictionSource, met
         write_results(result, stage.dir / "metrics.json", details)
         return result.summary
 
-    stage = Stage(run_dir, "eval", config={**details, "metrics": list(metrics)},
-                  inputs={"masks": dataset.masks_dir, **(inputs or {})})
+    stage = Stage(run_dir, "eval", config={**details, "metrics": list(metrics), **(settings or {})},
+                  inputs={"masks": dataset.masks_dir, **(inputs or {})}, precision=precision)
     return run_stage(stage, body, force=force)
 
 
@@ -78,6 +81,8 @@ def run_eval_checkpoint(cfg: Config, run_dir: Path, device: str | torch.device, 
     from saliency.segmentation.train import MODEL_FILE
 
     checkpoint = Path(run_dir) / "unet" / MODEL_FILE
-    source = CheckpointSource(checkpoint, resolve_device(device), save_to=Path(run_dir) / "eval" / "predictions")
+    source = CheckpointSource(checkpoint, resolve_device(device), save_to=Path(run_dir) / "eval" / "predictions",
+                              activation=cfg.predict.activation, precision=cfg.run.precision, flip=cfg.predict.flip)
     return run_eval(cfg.eval.dataset, cfg.eval.split, source, cfg.eval.metrics, run_dir=run_dir, force=force,
-                    inputs={"checkpoint": checkpoint})
+                    inputs={"checkpoint": checkpoint}, settings={"predict": dataclasses.asdict(cfg.predict)},
+                    precision=cfg.run.precision)

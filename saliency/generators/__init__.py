@@ -1,7 +1,8 @@
 """Generators behind one interface, found by name in a registry.
 
 ``load(name, weights=None, device="cpu")`` builds a registered generator; ``weights="random"``
-keeps random weights (tests, benchmarks), anything else is resolved by :mod:`.weights`.
+keeps random weights (tests, benchmarks, smoke runs), drawn from a fixed seed so that every stage of
+a run builds the same generator; anything else is resolved by :mod:`.weights`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from saliency.errors import UserError
 from saliency.generators.base import Generator, as_torch_generator
 
 _REGISTRY: dict[str, Callable[..., Generator]] = {}
+RANDOM_WEIGHTS_SEED = 0
 
 
 def register(name: str) -> Callable[[Callable[..., Generator]], Callable[..., Generator]]:
@@ -39,7 +41,9 @@ def load(name: str, weights: str | None = None, device: str | torch.device = "cp
     _import_builtin()
     if name not in _REGISTRY:
         raise UserError(f"unknown generator {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
-    model = _REGISTRY[name](weights=weights, **options)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)  # "random" weights: the same ones in every stage and process
+        model = _REGISTRY[name](weights=weights, **options)
     return model.to(device).eval()
 
 
@@ -53,6 +57,7 @@ def _import_builtin() -> None:
 
 _BUILTIN_MODULES: list[str] = [
     "saliency.generators.toyworld",
+    "saliency.generators.toyscene",
     "saliency.generators.biggan",
     "saliency.generators.biggan_deep",
 ]

@@ -36,11 +36,6 @@ FACTOR_NAMES: tuple[str, ...] = (
 )
 MASK_THRESHOLD = 0.5  # a pixel belongs to the object when at least half of it is covered
 
-# Row scales of the first layer (diag(strength) · directionsᵀ). The renderer divides them back out,
-# so they do not change images; they give closed-form methods (SeFa, GANSpace) distinct
-# eigenvalues to sort by, largest for background whiteness, the strongest effect.
-_STRENGTHS = torch.linspace(2.0, 0.6, len(FACTOR_NAMES))
-
 # Whiteness w = sigmoid(slope · (value − centre)): about 4 % of samples have a half-white
 # background, and a shift of 6 along the direction whitens (w > 0.99) all but 0.3 % of samples.
 _WHITE_SLOPE, _WHITE_CENTRE = 3.0, 1.75
@@ -114,28 +109,31 @@ def _spatial(values: torch.Tensor) -> torch.Tensor:
     return values.reshape(values.shape[0], -1, 1, 1)
 
 
-class ToyWorld(Generator):
-    """Procedural shapes on backgrounds; ``dim_z`` latent, ``resolution`` px, mixing from ``seed``."""
+class FactorWorld(Generator):
+    """A procedural world whose z is mixed into named factors by a fixed seeded rotation: the
+    validation, the mixing, the pixel grid and the factor read-out that toyworld and toyscene share."""
 
     factor_names: list[str]
 
-    def __init__(self, dim_z: int = 32, resolution: int = 64, seed: int = 0) -> None:
+    def __init__(self, name: str, factor_names: tuple[str, ...], class_names: list[str], dim_z: int,
+                 resolution: int, seed: int, min_resolution: int, rng: torch.Generator) -> None:
         super().__init__()
-        if dim_z < len(FACTOR_NAMES):
-            raise UserError(f"toyworld: dim_z={dim_z} is below its {len(FACTOR_NAMES)} factors; "
-                            f"set dim_z >= {len(FACTOR_NAMES)}")
-        if resolution < 8:
-            raise UserError(f"toyworld: resolution={resolution} is too small; set resolution >= 8")
-        self.dim_z = dim_z
-        self.resolution = resolution
-        self.seed = seed
-        self.class_names = list(SHAPES)
+        if dim_z < len(factor_names):
+            raise UserError(f"{name}: dim_z={dim_z} is below its {len(factor_names)} factors; "
+                            f"set dim_z >= {len(factor_names)}")
+        if resolution < min_resolution:
+            raise UserError(f"{name}: resolution={resolution} is too small; set resolution >= {min_resolution}")
+        self.dim_z, self.resolution, self.seed = dim_z, resolution, seed
+        self.class_names = list(class_names)
         self.n_classes = len(self.class_names)
-        self.factor_names = list(FACTOR_NAMES)
-        mixing, upper = torch.linalg.qr(torch.randn(dim_z, dim_z, generator=as_torch_generator(seed)))
+        self.factor_names = list(factor_names)
+        mixing, upper = torch.linalg.qr(torch.randn(dim_z, dim_z, generator=rng))
         mixing = mixing * torch.sign(torch.diagonal(upper))  # unique QR: same seed, same matrix
-        self.register_buffer("factor_directions", mixing[:, : len(FACTOR_NAMES)].contiguous(), persistent=False)
-        self.register_buffer("strengths", _STRENGTHS.clone(), persistent=False)
+        self.register_buffer("factor_directions", mixing[:, : len(factor_names)].contiguous(), persistent=False)
+        # Row scales of the first layer (diag(strength) · directionsᵀ). The renderer divides them back
+        # out, so they do not change images; they give closed-form methods (SeFa, GANSpace) distinct
+        # eigenvalues to sort by, largest for background whiteness (the first factor), the strongest effect.
+        self.register_buffer("strengths", torch.linspace(2.0, 0.6, len(factor_names)), persistent=False)
         coords = (torch.arange(resolution, dtype=torch.float32) + 0.5) * (2.0 / resolution) - 1.0
         self.register_buffer("grid_x", coords.view(1, 1, 1, -1), persistent=False)
         self.register_buffer("grid_y", coords.view(1, 1, -1, 1), persistent=False)
@@ -152,6 +150,13 @@ class ToyWorld(Generator):
         """Factor values ``(N,)`` by name, each N(0, 1) when z is: the projections of z on the directions."""
         values = self.early_features(z) / self.strengths
         return dict(zip(self.factor_names, values.unbind(1)))
+
+
+class ToyWorld(FactorWorld):
+    """Procedural shapes on backgrounds; ``dim_z`` latent, ``resolution`` px, mixing from ``seed``."""
+
+    def __init__(self, dim_z: int = 32, resolution: int = 64, seed: int = 0) -> None:
+        super().__init__("toyworld", FACTOR_NAMES, list(SHAPES), dim_z, resolution, seed, 8, as_torch_generator(seed))
 
     def object_mask(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """Object coverage ``(N, 1, R, R)`` in [0, 1]; the true binary mask is ``> MASK_THRESHOLD``."""

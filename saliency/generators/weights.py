@@ -90,6 +90,13 @@ PUBLISHED_WEIGHTS: dict[str, WeightsSpec] = {
 }
 
 
+# Latent directions the authors published for a generator, imported by `discover --method import`
+# when no discover.import_path is given (BigGANsAreWatching's download_all.sh).
+PUBLISHED_DIRECTIONS: dict[str, WeightFile] = {
+    "bigbigan-128": WeightFile("bg_direction.pth", "https://www.dropbox.com/s/np74kmkohkbx76t/bg_direction.pth?dl=1"),
+}
+
+
 class _CorruptDownload(Exception):
     """The download arrived but is not the published file (size, checksum, archive content)."""
 
@@ -111,6 +118,21 @@ def resolve_weights(spec: WeightsSpec, weights: str | os.PathLike[str] | None) -
             fetch_or_explain(f"{spec.generator} weights", file, target,
                              remedy=f"put {file.name} at {target} or pass --weights PATH")
     return folder / spec.checkpoint.name
+
+
+def resolve_published_directions(generator: str) -> Path:
+    """The authors' published direction file for ``generator``: from the cache
+    (``$SALIENCY_CACHE/<generator>/``), else downloaded into it."""
+    if generator not in PUBLISHED_DIRECTIONS:
+        known = ", ".join(sorted(PUBLISHED_DIRECTIONS))
+        raise UserError(f"method import needs discover.import_path: no directions are published for {generator} "
+                        f"(published: {known}); give the deformator file (.pt/.pth)")
+    file = PUBLISHED_DIRECTIONS[generator]
+    target = cache_dir() / generator / file.name
+    if not target.is_file():
+        fetch_or_explain(f"{generator} published directions", file, target,
+                         remedy=f"put {file.name} at {target} or set discover.import_path")
+    return target
 
 
 def _user_checkpoint(spec: WeightsSpec, path: Path) -> Path:

@@ -1,10 +1,11 @@
 """``rank/rank.json``: what stage 2 hands to later stages. This module alone writes and reads it.
 
 The file holds the DVN of every direction, DVN mean and DVN_top-50, every candidate's scores and
-the choice: direction index, sign, shift magnitude and the unit direction vector itself, so a later
-stage needs no other file to move along it (the index also points into ``discover/directions.pt``).
-A later stage moves z by ``sign · shift`` along ``vector``:
-``saliency.synthesis.masks.synthesize_batch(generator, z, c, choice.vector, choice.signed_shift, ...)``.
+the choice: direction index, sign, shift magnitude and the direction vector itself at its stored
+length (unit for trained directions, a published vector's own length), so a later stage needs no
+other file to move along it (the index also points into ``discover/directions.pt``). A later stage
+moves z to ``z + sign · shift · vector``:
+``saliency.synthesis.masks.synthesize_batch(generator, z, c, choice.vector, choice.signed_shift, rule)``.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from saliency.runs import atomic_write_json
 
 RANK_FILE = "rank.json"
 CANDIDATES_DIR = "candidates"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the vector at its stored length (1 held unit vectors, which read the same)
 
 
 @dataclass(frozen=True)
 class Choice:
-    """The chosen background-removal move: ``sign · shift`` along the unit ``vector`` (``(d,)``)."""
+    """The chosen background-removal move: ``sign · shift`` times ``vector`` (``(d,)``, at its stored length)."""
 
     direction: int
     sign: int
@@ -60,7 +61,7 @@ def load_choice(path: Path, dim_z: int | None = None) -> Choice:
                        vector=vector, overridden=bool(choice.get("overridden", False)))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise UserError(f"{path}: not a rank file written by `saliency rank` ({error}); rerun it") from None
-    if found.sign not in (1, -1) or vector.dim() != 1 or found.shift <= 0:
+    if found.sign not in (1, -1) or vector.dim() != 1 or found.shift <= 0 or not float(vector.norm()) > 0:
         raise UserError(f"{path}: the choice is damaged (sign, shift or vector); rerun `saliency rank`")
     if dim_z is not None and len(vector) != dim_z:
         raise UserError(f"{path}: the chosen direction is {len(vector)}-dimensional, the generator's latent space "

@@ -1,4 +1,4 @@
-"""DVN, direction variation naturalness (SPEC.md §2; paper, supplement 8.2).
+"""DVN, direction variation naturalness (docs/method.md §2; paper, supplement 8.2).
 
 For a direction h (scaled to length 6) a LeNet-like classifier learns to tell G(z + h) from
 G(z − h); it labels real images; a fresh classifier learns those labels; its accuracy on the
@@ -49,7 +49,7 @@ LATENT_STREAM, INIT_GENERATED_STREAM, INIT_REAL_STREAM, BATCH_GENERATED_STREAM, 
 
 @dataclass(frozen=True)
 class DVNSettings:
-    """The paper's DVN settings (SPEC.md §2) plus how the work is cut up."""
+    """The paper's DVN settings (docs/method.md §2) plus how the work is cut up."""
 
     shift: float = 6.0
     samples: int = 3200
@@ -59,6 +59,7 @@ class DVNSettings:
     resolution: int = DVN_RESOLUTION
     chunk: int = 32
     generator_batch: int = 64
+    precision: str = "fp32"  # run.precision of the generator's forwards
 
 
 class GroupedLeNet(nn.Module):
@@ -177,7 +178,7 @@ def generated_pairs(generator: Generator, units: torch.Tensor, z: torch.Tensor, 
         flat = torch.arange(start, min(start + settings.generator_batch, len(out)), device=device)
         group, half, sample = flat // (2 * n), flat % (2 * n) // n, flat % n
         shifted = z[sample] + (1 - 2 * half)[:, None].to(z.dtype) * moves[group]
-        with distributed.autocast(device):
+        with distributed.autocast(device, settings.precision):
             images = generator(shifted, classes[sample])
         out[start:start + len(flat)] = to_uint8(images, settings.resolution)
     return out.view(count, 2 * n, *out.shape[1:])

@@ -2,7 +2,7 @@
 
 ``dvn.png``: DVN of every direction, best first, the chosen one marked. ``candidates/*.png``: for
 one direction and sign, a row of samples G(z), then for each magnitude a row of shifted samples and
-a row of their threshold masks (white = object).
+a row of their masks by the run's mask rule (white = object, grey = a sample the filters reject).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torchvision.utils import make_grid, save_image
 
 from saliency.generators.base import Generator
 from saliency.runs import atomic_path
-from saliency.synthesis.masks import shift_latents, threshold_masks
+from saliency.synthesis.masks import MaskRule, synthesize_batch
 
 SHEET_SAMPLES = 8
 
@@ -42,14 +42,16 @@ def save_dvn_chart(dvn: torch.Tensor, chosen: int, path: Path) -> Path:
 
 @torch.no_grad()
 def save_candidate_sheet(generator: Generator, direction: torch.Tensor, sign: int, magnitudes: list[float],
-                         z: torch.Tensor, classes: torch.Tensor, threshold: float, path: Path) -> Path:
+                         z: torch.Tensor, classes: torch.Tensor, rule: MaskRule, path: Path) -> Path:
     """Samples, then shifted samples and masks for each magnitude, as rows of one PNG."""
     device = generator.device
     z, classes = z[:SHEET_SAMPLES].to(device), classes[:SHEET_SAMPLES].to(device)
     rows = [generator(z, classes).float()]
     for magnitude in magnitudes:
-        shifted = generator(shift_latents(z, direction, sign * magnitude), classes).float()
-        rows += [shifted, threshold_masks(shifted, threshold).float().unsqueeze(1).expand(-1, 3, -1, -1) * 2 - 1]
+        batch = synthesize_batch(generator, z, classes, direction, sign * magnitude, rule)
+        # Rejected samples' masks are drawn at half strength: what the filters would drop.
+        shown = batch.masks.float() * torch.where(batch.keep, 1.0, 0.5).view(-1, 1, 1)
+        rows += [batch.shifted, shown.unsqueeze(1).expand(-1, 3, -1, -1) * 2 - 1]
     grid = make_grid(torch.cat(rows).cpu().add(1).div(2).clamp(0, 1), nrow=len(z), padding=2, pad_value=0.5)
     with atomic_path(path) as tmp:
         save_image(grid, tmp, format="PNG")

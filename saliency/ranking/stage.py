@@ -4,9 +4,10 @@ Reads ``discover/directions.pt`` and real images (``rank.real``); writes ``rank/
 :mod:`saliency.ranking.artifacts`), ``rank/dvn.png`` and ``rank/candidates/*.png``. Every input is
 checked before any file is written. ``rank.direction`` / ``rank.sign`` / ``rank.magnitude``
 override the choice; the scores are computed and written all the same, the overridden direction
-and magnitude added to the candidates when they are not among them. Directions are the file's unit
-columns, moved along by a length (as SPEC.md §2 and §4 define the shifts); a deformator's bias or
-non-linear part, when the file has one, is not used.
+and magnitude added to the candidates when they are not among them. DVN moves along the unit
+columns by a length (docs/method.md §2); the effect check and the choice move along each direction
+at its stored length (1, or a published vector's own) by a magnitude, with the synth section's mask
+rule (docs/method.md §4). A deformator's bias or non-linear part, when the file has one, is not used.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from saliency import distributed, generators
 from saliency.config import Config, RankConfig, SynthConfig
 from saliency.seeding import seeded_rng
+from saliency.synthesis.masks import MaskRule
 from saliency.discovery.artifacts import DIRECTIONS_FILE, Directions, load_directions
 from saliency.errors import UserError
 from saliency.generators.base import Generator
@@ -57,12 +59,12 @@ def run_rank(cfg: Config, run_dir: Path, device: str | torch.device, force: bool
     inputs = {"directions": directions_path}
     if (folder := real_folder(options.real)) is not None:
         inputs["real"] = folder
-    masks = mask_settings(options, cfg.synth)
+    masks = mask_settings(options, cfg.synth, cfg.run.precision)
     section = {"generator": dataclasses.asdict(cfg.generator), "rank": dataclasses.asdict(options),
                "masks": dataclasses.asdict(masks)}
-    stage = Stage(run_dir, "rank", config=section, seed=options.seed, inputs=inputs)
+    stage = Stage(run_dir, "rank", config=section, seed=options.seed, inputs=inputs, precision=cfg.run.precision)
     body = functools.partial(_rank, generator=generator, found=found, options=options, masks=masks,
-                             truncation=cfg.generator.truncation)
+                             truncation=cfg.generator.truncation, synth_shift=cfg.synth.shift)
     return run_stage(stage, body, force=force)
 
 
@@ -74,27 +76,30 @@ def check_options(options: RankConfig, rule: SynthConfig) -> None:
         raise UserError(f"rank.mask_shifts = {options.mask_shifts}: give one or more positive magnitudes")
     if options.magnitude is not None and options.magnitude <= 0:
         raise UserError(f"rank.magnitude = {options.magnitude} (--shift): give a positive shift length")
-    if rule.min_area > rule.max_area:
+    if rule.shift is not None and rule.shift <= 0:
+        raise UserError(f"synth.shift = {rule.shift}: give a positive shift (or null for rank's choice)")
+    if rule.min_area is not None and rule.min_area > rule.max_area:
         raise UserError(f"synth.min_area = {rule.min_area} is above synth.max_area = {rule.max_area}")
 
 
-def dvn_settings(options: RankConfig) -> DVNSettings:
+def dvn_settings(options: RankConfig, precision: str = "fp32") -> DVNSettings:
     return DVNSettings(shift=options.shift, samples=options.dvn_samples, steps=options.dvn_steps,
                        batch_size=options.dvn_batch_size, lr=options.dvn_lr, resolution=options.dvn_resolution,
-                       chunk=options.dvn_chunk, generator_batch=options.batch_size)
+                       chunk=options.dvn_chunk, generator_batch=options.batch_size, precision=precision)
 
 
-def mask_settings(options: RankConfig, rule: SynthConfig) -> MaskSettings:
-    """The candidates' test with the mask rule and area filter synthesis will use (the synth
-    section); an overridden magnitude joins the configured ones."""
-    magnitudes = set(options.mask_shifts) | ({options.magnitude} if options.magnitude is not None else set())
+def mask_settings(options: RankConfig, rule: SynthConfig, precision: str = "fp32") -> MaskSettings:
+    """The candidates' test with exactly the mask rule and filters synthesis will use (the synth
+    section); an overridden magnitude, and the synth section's fixed shift, join the configured ones."""
+    fixed = {value for value in (options.magnitude, rule.shift) if value is not None}
+    magnitudes = set(options.mask_shifts) | fixed
     return MaskSettings(magnitudes=tuple(sorted(magnitudes)), samples=options.mask_samples,
-                        threshold=rule.threshold, min_area=rule.min_area, max_area=rule.max_area,
-                        inclusive=rule.area_bounds == "inclusive", batch_size=options.batch_size)
+                        rule=MaskRule.from_config(rule), batch_size=options.batch_size, precision=precision)
 
 
-def candidate_directions(dvn: torch.Tensor, top: int, override: int | None) -> list[int]:
-    """The ``top`` directions by DVN (stable order), plus the overridden one."""
+def candidate_directions(dvn: torch.Tensor, top: int | None, override: int | None) -> list[int]:
+    """The ``top`` directions by DVN (stable order; every direction when ``top`` is None), plus the
+    overridden one."""
     chosen = torch.argsort(dvn, descending=True, stable=True)[:top].tolist()
     if override is not None and override not in chosen:
         chosen.append(override)
@@ -102,9 +107,10 @@ def candidate_directions(dvn: torch.Tensor, top: int, override: int | None) -> l
 
 
 def _rank(stage: Stage, generator: Generator, found: Directions, options: RankConfig, masks: MaskSettings,
-          truncation: float | None) -> dict[str, Any]:
+          truncation: float | None, synth_shift: float | None) -> dict[str, Any]:
     directions = found.directions.to(generator.device)
-    settings = dvn_settings(options)
+    vectors = found.vectors.to(generator.device)
+    settings = dvn_settings(options, masks.precision)
     log.info("rank: DVN of %d directions (%d samples, %d px, real images: %s)", found.count, settings.samples,
              settings.resolution, options.real)
     real = real_images(options.real, settings.samples, settings.resolution, seeded_rng(options.seed, REAL_STREAM),
@@ -114,11 +120,12 @@ def _rank(stage: Stage, generator: Generator, found: Directions, options: RankCo
     log.info("rank: testing %d candidate directions for background removal", len(indices))
     rng = seeded_rng(options.seed, MASK_STREAM)
     z, classes = generator.sample_z(masks.samples, rng, truncation), generator.sample_classes(masks.samples, rng)
-    candidates = score_candidates(generator, directions, indices, dvn, z, classes, masks)
-    best = choose(candidates, options.direction, options.sign, options.magnitude)
+    candidates = score_candidates(generator, vectors, indices, dvn, z, classes, masks, progress=True)
+    # With synth.shift fixed (the authors' 26 for BigGAN), direction and sign are chosen at that shift.
+    at_shift = options.magnitude if options.magnitude is not None else synth_shift
+    best = choose(candidates, options.direction, options.sign, at_shift)
     overridden = any(value is not None for value in (options.direction, options.sign, options.magnitude))
-    vector = found.directions[:, best.direction]
-    choice = Choice(best.direction, best.sign, best.shift, vector / vector.norm(), overridden)
+    choice = Choice(best.direction, best.sign, best.shift, found.vectors[:, best.direction], overridden)
     top_mean = dvn_top(dvn, DVN_TOP)
     save_rank(stage.dir / RANK_FILE, {
         "generator": found.generator, "method": found.method, "directions_file": f"discover/{DIRECTIONS_FILE}",
@@ -130,8 +137,8 @@ def _rank(stage: Stage, generator: Generator, found: Directions, options: RankCo
     }, choice)
     save_dvn_chart(dvn.cpu(), best.direction, stage.dir / "dvn.png")
     for candidate in _sheet_candidates(candidates, best):
-        save_candidate_sheet(generator, directions[:, candidate.direction], candidate.sign, list(masks.magnitudes),
-                             z, classes, masks.threshold,
+        save_candidate_sheet(generator, vectors[:, candidate.direction], candidate.sign, list(masks.magnitudes),
+                             z, classes, masks.rule,
                              candidate_sheet_path(stage.dir, candidate.direction, candidate.sign))
     log.info("rank: chose direction %d, sign %+d, shift %g (score %.3f, DVN %.3f)", best.direction, best.sign,
              best.shift, best.score, best.dvn)

@@ -43,14 +43,15 @@ METRIC_LABELS = {"mae": "MAE", "max_fbeta": "max Fβ", "mean_fbeta": "mean Fβ",
 
 @dataclass(frozen=True)
 class Published:
-    """Figures a paper reports on ECSSD (SPEC.md §6), to set beside a run's."""
+    """Figures a paper reports on a dataset (docs/method.md §6, §7), to set beside a run's."""
 
     method: str
     source: str
     values: dict[str, float]
+    dataset: str = "ecssd"
 
 
-FLOOR_MAE = 0.2485  # SPEC.md §6: an all-zero prediction on the ECSSD test split
+FLOOR_MAE = 0.2485  # docs/method.md §6: an all-zero prediction on the ECSSD test split
 
 PUBLISHED = (
     Published("Voynov & Babenko, BigGAN", "Voynov & Babenko 2020 (the paper reproduced)", {"mae": 0.099}),
@@ -61,10 +62,17 @@ PUBLISHED = (
     Published("TokenCut", "FOUND, CVPR 2023, Table 2", {"max_fbeta": 0.803, "iou": 0.712}),
     Published("SelfMask", "FOUND, CVPR 2023, Table 2", {"iou": 0.781}),
     Published("FOUND", "FOUND, CVPR 2023, Table 2", {"iou": 0.807}),
-    Published("all-zero floor", "SPEC.md §6: an all-zero prediction on the ECSSD test split", {"mae": FLOOR_MAE}),
+    Published("baseline zeros", "measured: `saliency eval --baseline zeros` on the ECSSD test split",
+              {"mae": FLOOR_MAE, "max_fbeta": 0.294, "iou": 0.0, "accuracy": 0.752}),
+    Published("baseline center", "measured: `saliency eval --baseline center` (a centred Gaussian) on the ECSSD "
+              "test split", {"mae": 0.322, "max_fbeta": 0.542, "iou": 0.391, "accuracy": 0.774}),
+    Published("BigBiGAN", "Voynov et al. 2021, Big GANs Are Watching You", {"max_fbeta": 0.608, "iou": 0.498,
+                                                                         "accuracy": 0.878}, "duts-te"),
+    Published("BigBiGAN", "Voynov et al. 2021, Big GANs Are Watching You", {"max_fbeta": 0.549, "iou": 0.453,
+                                                                         "accuracy": 0.856}, "dut-omron"),
 )
 
-# Paper figures quoted beside a stage's own (SPEC.md §1, §2).
+# Paper figures quoted beside a stage's own (docs/method.md §1, §2).
 PAPER_RCA = "paper, BigGAN: 0.85; random directions 0.76; coordinate axes 0.66"
 PAPER_DVN = "paper, BigGAN on ILSVRC: DVN 0.71, DVN_top-50 0.83"
 
@@ -107,7 +115,8 @@ def _overview(run_dir: Path, name: str, config: dict[str, Any], stages: dict[str
     generator = _mapping(config.get("generator") or stages["discover"].config.get("generator"))
     run = _mapping(config.get("run"))
     facts = {"run": name, "folder": str(run_dir), "generator": generator.get("name"),
-             "generator options": generator.get("options"), "device": run.get("device"), "seed": run.get("seed")}
+             "generator options": generator.get("options"), "device": run.get("device"),
+             "precision": run.get("precision", "fp32"), "seed": run.get("seed")}
     timings = [[stage, view.status, _duration(view.metrics.get("seconds")),
                 (view.manifest or {}).get("started") or "—", (view.manifest or {}).get("ended") or "—"]
                for stage, view in stages.items()]
@@ -120,11 +129,9 @@ def _overview(run_dir: Path, name: str, config: dict[str, Any], stages: dict[str
     results = _eval_results(stages["eval"])
     if results is None:
         parts.append(_note("no evaluation yet: the published numbers alone"))
-    elif results.get("dataset") != "ecssd":
-        parts.append(_note(f"this run was evaluated on {results.get('dataset')}; the published numbers are on ECSSD"))
-    else:
+    elif results.get("dataset") == "ecssd":
         parts.append(_floor_check(results))
-    parts.append(_comparison((results or {}).get("metrics") or {}))
+    parts.append(_comparison((results or {}).get("metrics") or {}, (results or {}).get("dataset") or "ecssd"))
     parts.append(_facts({"package versions": ", ".join(f"{k} {v}" for k, v in versions.items()) or "—"}))
     if config:
         parts.append(f"<details><summary>config.yaml</summary><pre>{_e(yaml.safe_dump(config, sort_keys=False))}"
@@ -163,7 +170,7 @@ def _rank(view: StageView) -> str:
     shown = candidates[:TOP_CANDIDATES]
     if chosen is not None and chosen not in shown:
         shown.append(chosen)
-    columns = ["direction", "sign", "shift", "dvn", "passing", "whitening", "stillness", "agreement", "score"]
+    columns = ["direction", "sign", "shift", "dvn", "passing", "background", "stillness", "agreement", "score"]
     table = _table(columns, [[_signed(c["sign"]) if k == "sign" else _fmt(c.get(k)) for k in columns] for c in shown],
                    highlight={i for i, c in enumerate(shown) if _same_move(c, choice)})
     return (_facts(summary) + _figure(view.dir / "dvn.png", "DVN per direction, best first (red: chosen)")
@@ -298,24 +305,46 @@ def _section_html(anchor: str, heading: str, status: str, body: str) -> str:
 
 
 def _floor_check(results: dict[str, Any]) -> str:
-    """Whether the MAE beats predicting no object at all (the floor is known for the ECSSD test split)."""
-    mae = (results.get("metrics") or {}).get("mae")
+    """Whether the metrics beat the trivial baselines, known for the ECSSD test split: predicting no
+    object at all (the MAE floor) and a centred Gaussian."""
+    metrics = results.get("metrics") or {}
+    mae = metrics.get("mae")
     if results.get("split") != "test" or mae is None:
         return ""
     if mae >= FLOOR_MAE:
-        return _note(f"MAE {_fmt(mae)} is not below the all-zero floor {FLOOR_MAE}: these predictions score worse "
-                     f"than predicting no object anywhere")
-    return f"<p>MAE {_fmt(mae)} is below the all-zero floor {FLOOR_MAE} ({100 * mae / FLOOR_MAE:.0f} % of it).</p>"
+        parts = [_note(f"MAE {_fmt(mae)} is not below the all-zero floor {FLOOR_MAE}: these predictions score worse "
+                       f"than predicting no object anywhere")]
+    else:
+        parts = [f"<p>MAE {_fmt(mae)} is below the all-zero floor {FLOOR_MAE} ({100 * mae / FLOOR_MAE:.0f} % of it).</p>"]
+    for baseline in (p for p in PUBLISHED if p.method.startswith("baseline")):
+        shared = [m for m in baseline.values if m in metrics]
+        lost = [METRIC_LABELS[m] for m in shared if not _beats(m, metrics[m], baseline.values[m])]
+        verdict = f"loses on {', '.join(lost)}" if lost else "beats it on every metric"
+        parts.append(f"<p>Against {_e(baseline.method)}: {verdict}.</p>")
+    return "".join(parts)
 
 
-def _comparison(metrics: dict[str, Any]) -> str:
-    """This run's metrics beside every published figure, one row per metric."""
-    names = [m for m in METRIC_NAMES if m in metrics or any(m in p.values for p in PUBLISHED)]
-    header = ["metric", "better", "this run", *(p.method for p in PUBLISHED)]
-    rows = [[METRIC_LABELS[m], _better(m), _fmt(metrics.get(m)), *(_fmt(p.values.get(m)) for p in PUBLISHED)]
-            for m in names]
-    sources = "".join(f"<li>{_e(p.method)}: {_e(p.source)}</li>" for p in PUBLISHED)
-    return _table(header, rows, emphasis_column=2) + f'<ul class="sources">{sources}</ul>'
+def _beats(metric: str, value: float, reference: float) -> bool:
+    return value < reference if metric == "mae" else value > reference
+
+
+def _comparison(metrics: dict[str, Any], dataset: str) -> str:
+    """This run's metrics beside every figure published on its dataset, one row per metric, then the
+    published figures on the other benchmarks (where this run has none)."""
+    parts = []
+    for name in [dataset, *dict.fromkeys(p.dataset for p in PUBLISHED if p.dataset != dataset)]:
+        published = [p for p in PUBLISHED if p.dataset == name]
+        own = metrics if name == dataset else {}
+        names = [m for m in METRIC_NAMES if m in own or any(m in p.values for p in published)]
+        if not names:
+            continue
+        header = ["metric", "better", "this run", *(p.method for p in published)]
+        rows = [[METRIC_LABELS[m], _better(m), _fmt(own.get(m)), *(_fmt(p.values.get(m)) for p in published)]
+                for m in names]
+        sources = "".join(f"<li>{_e(p.method)}: {_e(p.source)}</li>" for p in published)
+        parts.append(f"<h4>{_e(name)}</h4>" + _table(header, rows, emphasis_column=2)
+                     + f'<ul class="sources">{sources}</ul>')
+    return "".join(parts)
 
 
 def _histogram(histogram: dict[str, Any]) -> str:

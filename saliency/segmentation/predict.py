@@ -1,10 +1,18 @@
 """Inference as the paper does it: shorter side to the training resolution (128 for the paper's
-BigGAN), predict, foreground probability, resize back to the image's size."""
+BigGAN), predict, foreground probability, resize back to the image's size (docs/method.md §5).
+
+The foreground probability is ``predict.activation``: ``sigmoid-logit`` (GanLatentDiscovery's
+inference: sigmoid of the raw foreground logit) or ``softmax`` (BigGANsAreWatching's: softmax
+channel 1). ``predict.flip`` averages the probability with that of the mirrored image (test-time
+augmentation; off in the papers). A checkpoint records both settings of the run that trained it; an
+explicit choice wins.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -15,33 +23,62 @@ from tqdm import tqdm
 
 from saliency.datasets import PairFolder
 from saliency.datasets.io import list_images, read_image
+from saliency.distributed import autocast
 from saliency.errors import UserError
 from saliency.evaluation.sources import PredictionSource
 from saliency.runs import atomic_write_bytes
-from saliency.segmentation.model import SIZE_MULTIPLE, load_unet
+from saliency.segmentation.model import load_unet
 
 log = logging.getLogger("saliency")
 SHORTER_SIDE = 128
+DEFAULT_ACTIVATION = "sigmoid-logit"
+
+# Foreground probability (N, H, W) from two-channel logits (N, 2, H, W).
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "sigmoid-logit": lambda logits: logits[:, 1].sigmoid(),
+    "softmax": lambda logits: logits.softmax(dim=1)[:, 1],
+}
+
+
+def foreground_probability(logits: torch.Tensor, activation: str = DEFAULT_ACTIVATION) -> torch.Tensor:
+    """``(N, H, W)`` in [0, 1] by the named activation (see the module docstring)."""
+    if activation not in ACTIVATIONS:
+        raise UserError(f"predict.activation {activation!r} is not known; choose one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[activation](logits.float())
 
 
 def to_input(image: np.ndarray, shorter_side: int = SHORTER_SIDE) -> torch.Tensor:
-    """RGB uint8 ``(H, W, 3)`` to ``(1, 3, h, w)`` in [-1, 1] with ``min(h, w) == shorter_side``."""
+    """RGB uint8 ``(H, W, 3)`` to ``(1, 3, h, w)`` in [-1, 1] with ``min(h, w) == shorter_side`` and
+    the longer side ``shorter_side · long // short`` (the authors' rounding down)."""
     height, width = image.shape[:2]
-    scale = shorter_side / min(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    short = min(height, width)
+    size = (max(1, shorter_side * width // short), max(1, shorter_side * height // short))
+    interpolation = cv2.INTER_AREA if shorter_side < short else cv2.INTER_LINEAR
+    resized = cv2.resize(image, size, interpolation=interpolation)
     return torch.from_numpy(resized).permute(2, 0, 1).float().div(127.5).sub(1).unsqueeze(0)
 
 
 @torch.no_grad()
 def predict_image(model: nn.Module, image: np.ndarray, device: str | torch.device = "cpu",
-                  shorter_side: int = SHORTER_SIDE) -> np.ndarray:
-    """Foreground probability ``(H, W)`` in [0, 1] at the image's own size."""
+                  shorter_side: int = SHORTER_SIDE, activation: str = DEFAULT_ACTIVATION,
+                  precision: str = "fp32", flip: bool = False) -> np.ndarray:
+    """Foreground probability ``(H, W)`` in [0, 1] at the image's own size; with ``flip``, the mean of
+    the image's and its mirror image's (mirrored back)."""
     batch = to_input(image, shorter_side).to(device)
+    if flip:
+        batch = torch.cat([batch, batch.flip(-1)])
     height, width = batch.shape[-2:]
-    pad_h, pad_w = (-height) % SIZE_MULTIPLE, (-width) % SIZE_MULTIPLE
-    batch = F.pad(batch, (0, pad_w, 0, pad_h), mode="reflect" if min(height, width) > max(pad_h, pad_w) else "replicate")
-    probability = model(batch).float().softmax(dim=1)[0, 1, :height, :width].cpu().numpy()
+    multiple = getattr(model, "size_multiple", 1)
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if pad_h or pad_w:
+        mode = "reflect" if min(height, width) > max(pad_h, pad_w) else "replicate"
+        batch = F.pad(batch, (0, pad_w, 0, pad_h), mode=mode)
+    with autocast(batch.device, precision):
+        logits = model(batch)
+    probabilities = foreground_probability(logits, activation)[:, :height, :width]
+    if flip:
+        probabilities = (probabilities[:1] + probabilities[1:].flip(-1)) / 2
+    probability = probabilities[0].cpu().numpy()
     return cv2.resize(probability, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
@@ -51,21 +88,39 @@ def to_png(probability: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-def predict_folder(checkpoint: Path, images: Path, out: Path, device: str | torch.device = "cpu") -> int:
+class Predictor:
+    """A loaded checkpoint with its inference settings: training resolution, activation, flip,
+    precision (``None`` = the checkpoint's own)."""
+
+    def __init__(self, checkpoint: Path, device: str | torch.device = "cpu", activation: str | None = None,
+                 precision: str = "fp32", flip: bool | None = None) -> None:
+        self.model, extras = load_unet(checkpoint, device)
+        self.device, self.precision = device, precision
+        self.shorter_side = int(extras.get("resolution", SHORTER_SIDE))
+        self.activation = activation or extras.get("activation", DEFAULT_ACTIVATION)
+        self.flip = bool(extras.get("flip", False)) if flip is None else flip
+        foreground_probability(torch.zeros(1, 2, 1, 1), self.activation)  # an unknown name fails here, once
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return predict_image(self.model, image, self.device, self.shorter_side, self.activation, self.precision,
+                             self.flip)
+
+
+def predict_folder(checkpoint: Path, images: Path, out: Path, device: str | torch.device = "cpu",
+                   activation: str | None = None, precision: str = "fp32", flip: bool | None = None) -> int:
     """An 8-bit PNG per image of ``images`` into ``out`` (existing predictions are kept: resumable)."""
     if not Path(images).is_dir():
         raise UserError(f"image folder {images} not found")
     files = list_images(images)
     if not files:
         raise UserError(f"image folder {images} holds no .jpg or .png images")
-    model, extras = load_unet(checkpoint, device)
-    shorter_side = int(extras.get("resolution", SHORTER_SIDE))
+    predictor = Predictor(checkpoint, device, activation, precision, flip)
     written = 0
     for stem, path in tqdm(sorted(files.items()), desc="predicting", unit="img"):
         target = Path(out) / f"{stem}.png"
         if target.exists():
             continue
-        atomic_write_bytes(target, to_png(predict_image(model, read_image(path), device, shorter_side)))
+        atomic_write_bytes(target, to_png(predictor(read_image(path))))
         written += 1
     return written
 
@@ -73,21 +128,20 @@ def predict_folder(checkpoint: Path, images: Path, out: Path, device: str | torc
 class CheckpointSource(PredictionSource):
     """Predictions of a trained U-Net, optionally saved as PNGs (the 8-bit maps that are scored)."""
 
-    def __init__(self, checkpoint: Path, device: str | torch.device = "cpu", save_to: Path | None = None):
+    def __init__(self, checkpoint: Path, device: str | torch.device = "cpu", save_to: Path | None = None,
+                 activation: str | None = None, precision: str = "fp32", flip: bool | None = None):
         self.checkpoint = Path(checkpoint)
-        self.device = device
+        self.device, self.activation, self.precision, self.flip = device, activation, precision, flip
         self.save_to = save_to
         self.name = f"checkpoint:{self.checkpoint}"
-        self._model: nn.Module | None = None
-        self._shorter_side = SHORTER_SIDE
+        self._predictor: Predictor | None = None
 
     def check(self, dataset: PairFolder) -> None:
-        self._model, extras = load_unet(self.checkpoint, self.device)
-        self._shorter_side = int(extras.get("resolution", SHORTER_SIDE))
+        self._predictor = Predictor(self.checkpoint, self.device, self.activation, self.precision, self.flip)
 
     def predict(self, dataset: PairFolder, stem: str, shape: tuple[int, int]) -> np.ndarray:
-        assert self._model is not None, "check() loads the model first"
-        png = to_png(predict_image(self._model, dataset.image(stem), self.device, self._shorter_side))
+        assert self._predictor is not None, "check() loads the model first"
+        png = to_png(self._predictor(dataset.image(stem)))
         if self.save_to is not None:
             atomic_write_bytes(Path(self.save_to) / f"{stem}.png", png)
         # Score exactly the 8-bit map a user gets from `saliency predict`.

@@ -1,7 +1,7 @@
 """Stage 5, ``saliency train-unet``: a two-class U-Net on synthetic image/mask pairs.
 
-Paper settings (SPEC.md §5): Adam at 0.005, x0.2 every 4000 steps, 15000 steps, batch 128,
-per-pixel cross-entropy on logits / 10. Batches are drawn by step (indices from the step's own
+Paper settings (docs/method.md §5): Adam at 0.005, x0.2 every 4000 steps, 15000 steps, batch 128,
+per-pixel cross-entropy on logits / 10, the authors' classic U-Net. Batches are drawn by step (indices from the step's own
 random stream), so a run resumed from its checkpoint sees exactly the batches the uninterrupted
 run would have seen. Every ``eval_every`` steps the MAE on a few real test images is logged, the
 honest signal of whether synthetic training transfers.
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from saliency import distributed
@@ -28,7 +29,8 @@ from saliency.config import Config
 from saliency.datasets import PairFolder, resolve
 from saliency.errors import UserError
 from saliency.runs import Stage, load_torch_file, read_manifest, run_stage
-from saliency.segmentation.model import build_unet, save_unet
+from saliency.segmentation.augment import Augmenter
+from saliency.segmentation.model import UnetSpec, build_unet, save_unet
 from saliency.segmentation.predict import predict_image
 from saliency.training import History, ProgressLog, load_checkpoint, save_checkpoint, save_curves, step_rng
 
@@ -36,7 +38,7 @@ log = logging.getLogger("saliency")
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 MODEL_FILE = "model.pt"
-BATCH_STREAM = 0
+BATCH_STREAM, AUGMENT_STREAM = 0, 1
 LOG_EVERY = 10
 
 
@@ -52,6 +54,9 @@ class UnetSettings:
     checkpoint_every: int
     eval_every: int
     workers: int = 0
+    precision: str = "fp32"
+    augment: str = "none"
+    ema: float | None = None  # decay of the weights' moving average (None = train and save the last weights)
 
 
 class StepBatches(Sampler[list[int]]):
@@ -88,12 +93,12 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, temperature: fl
 
 @torch.no_grad()
 def sample_mae(model: nn.Module, dataset: PairFolder, stems: list[str], device: torch.device,
-               shorter_side: int) -> float:
-    """MAE of the current model on ``stems`` (the paper's inference, at the masks' size)."""
+               shorter_side: int, activation: str, precision: str = "fp32", flip: bool = False) -> float:
+    """MAE of the current model on ``stems`` (the run's inference, at the masks' size)."""
     was_training = model.training
     model.eval()
-    errors = [float(np.abs(predict_image(model, dataset.image(s), device, shorter_side) - dataset.mask(s)).mean())
-              for s in stems]
+    errors = [float(np.abs(predict_image(model, dataset.image(s), device, shorter_side, activation, precision, flip)
+                           - dataset.mask(s)).mean()) for s in stems]
     model.train(was_training)
     return float(np.mean(errors))
 
@@ -106,6 +111,10 @@ def train_unet(model: nn.Module, pairs: Dataset, settings: UnetSettings, device:
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=settings.lr_step, gamma=settings.lr_decay)
+    # The moving average (weights and BatchNorm statistics) smooths the last steps' noise; it is
+    # what the monitor sees and what the stage saves.
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema), use_buffers=True) \
+        if settings.ema is not None else None
     history = History(("loss", "pixel_accuracy", "lr"), [])
     checks: list[tuple[int, float]] = []
     resumed = load_checkpoint(checkpoint, fingerprint, settings.steps, "train-unet") if checkpoint else None
@@ -113,6 +122,8 @@ def train_unet(model: nn.Module, pairs: Dataset, settings: UnetSettings, device:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
+        if averaged is not None:
+            averaged.load_state_dict(resumed["averaged"])
         history.rows = resumed["history"].tolist()
         checks = [tuple(row) for row in resumed["checks"].tolist()]
         log.info("train-unet: resumed from %s at step %d", checkpoint, len(history.rows))
@@ -121,9 +132,12 @@ def train_unet(model: nn.Module, pairs: Dataset, settings: UnetSettings, device:
     batches = step_batches(pairs, settings, start, device)
     progress = ProgressLog(history, settings.steps, "train-unet", LOG_EVERY,
                            {"loss": "loss", "acc": "pixel_accuracy"})
+    augmenter: Augmenter | None = None
     for step, (images, masks) in enumerate(batches, start=start):
+        augmenter = augmenter or Augmenter(settings.augment, images.shape[-1])
+        images, masks = augmenter(images, masks, step_rng(settings.seed, AUGMENT_STREAM, distributed.rank(), step))
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
-        with distributed.autocast(device):
+        with distributed.autocast(device, settings.precision):
             logits = parallel(images)
         loss = segmentation_loss(logits, masks, settings.temperature)
         if not torch.isfinite(distributed.mean_across_ranks(loss.detach())):
@@ -135,18 +149,23 @@ def train_unet(model: nn.Module, pairs: Dataset, settings: UnetSettings, device:
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         accuracy = (logits.argmax(dim=1) == masks).float().mean()
         done = step + 1
         at_checkpoint = done % settings.checkpoint_every == 0 or done == settings.steps
         progress.record(done, [loss, accuracy, torch.tensor(optimizer.param_groups[0]["lr"])], flush=at_checkpoint)
         if monitor is not None and distributed.is_writer() and (done % settings.eval_every == 0 or done == settings.steps):
-            checks.append((done, monitor(distributed.unwrap(parallel))))
+            checks.append((done, monitor(averaged.module if averaged is not None else distributed.unwrap(parallel))))
             log.info("train-unet: step %d, loss %.4f, MAE %.4f", done, history.running("loss"), checks[-1][1])
         if at_checkpoint and checkpoint is not None and distributed.is_writer():
             save_checkpoint(checkpoint, fingerprint, history, model=distributed.unwrap(parallel).state_dict(),
                             optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                            checks=torch.tensor(checks, dtype=torch.float64).reshape(len(checks), 2))
+                            checks=torch.tensor(checks, dtype=torch.float64).reshape(len(checks), 2),
+                            **({"averaged": averaged.state_dict()} if averaged is not None else {}))
     progress.close()
+    if averaged is not None:
+        model.load_state_dict(averaged.module.state_dict())
     return history, checks
 
 
@@ -161,7 +180,8 @@ def run_train_unet(cfg: Config, run_dir: Path, device: str | torch.device, force
     ``pairs`` defaults to the synthetic pairs of ``run_dir/synth`` (or the online synthesizer)."""
     device = distributed.resolve_device(device)
     distributed.init(device)
-    section = {"unet": dataclasses.asdict(cfg.unet), "eval": {"dataset": cfg.eval.dataset, "split": cfg.eval.split}}
+    section = {"unet": dataclasses.asdict(cfg.unet), "eval": {"dataset": cfg.eval.dataset, "split": cfg.eval.split},
+               "predict": dataclasses.asdict(cfg.predict)}
     inputs: dict[str, Path] = {}
     if pairs is None and cfg.unet.source == "shards":
         inputs = {"pairs": Path(run_dir) / "synth" / "manifest.json"}
@@ -170,7 +190,7 @@ def run_train_unet(cfg: Config, run_dir: Path, device: str | torch.device, force
 
         section.update(generator=dataclasses.asdict(cfg.generator), synth=dataclasses.asdict(cfg.synth))
         inputs = {"classes": Path(run_dir) / "classes" / "classes.json", **direction_inputs(cfg, Path(run_dir))}
-    stage = Stage(run_dir, "unet", config=section, seed=cfg.unet.seed, inputs=inputs)
+    stage = Stage(run_dir, "unet", config=section, seed=cfg.unet.seed, inputs=inputs, precision=cfg.run.precision)
     body = functools.partial(_train_stage, cfg=cfg, run_dir=Path(run_dir), device=device, section=section,
                              pairs=pairs)
     return run_stage(stage, body, force=force, is_writer=distributed.is_writer())
@@ -187,17 +207,23 @@ def _train_stage(stage: Stage, cfg: Config, run_dir: Path, device: torch.device,
     if options.eval_images > 0:
         real = resolve(cfg.eval.dataset, cfg.eval.split)
         stems = list(real.stems[:: max(1, len(real) // options.eval_images)][: options.eval_images])
-        monitor = functools.partial(sample_mae, dataset=real, stems=stems, device=device, shorter_side=resolution)
+        monitor = functools.partial(sample_mae, dataset=real, stems=stems, device=device, shorter_side=resolution,
+                                    activation=cfg.predict.activation, precision=cfg.run.precision,
+                                    flip=cfg.predict.flip)
     torch.manual_seed(options.seed)  # the U-Net's initial weights
-    model = build_unet(options.encoder, options.encoder_weights)
+    spec = UnetSpec.from_config(options)
+    model = build_unet(spec)
     settings = UnetSettings(options.steps, options.batch_size, options.lr, options.lr_decay, options.lr_step,
                             options.temperature, options.seed, options.checkpoint_every, options.eval_every,
-                            options.workers)
-    fingerprint = {k: v for k, v in section["unet"].items() if k not in ("steps", "checkpoint_every", "workers")}
+                            options.workers, cfg.run.precision, options.augment, options.ema)
+    fingerprint = {**{k: v for k, v in section["unet"].items() if k not in ("steps", "checkpoint_every", "workers")},
+                   "precision": cfg.run.precision}
     history, checks = train_unet(model, pairs, settings, device, stage.dir / CHECKPOINT, fingerprint,
                                  monitor=monitor)
     if distributed.is_writer():
-        save_unet(model, stage.dir / MODEL_FILE, options.encoder, {"step": len(history.rows), "resolution": resolution})
+        save_unet(model, stage.dir / MODEL_FILE, spec, {"step": len(history.rows), "resolution": resolution,
+                                                         "activation": cfg.predict.activation,
+                                                         "flip": cfg.predict.flip})
         history.write_csv(stage.dir / "losses.csv")
         save_curves(history, stage.dir / "curves.png", {"loss": ("loss",), "accuracy and MAE": ("pixel_accuracy",)},
                     extra={f"MAE on {cfg.eval.dataset}/{cfg.eval.split}": ([s for s, _ in checks], [m for _, m in checks])}

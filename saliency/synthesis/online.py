@@ -12,7 +12,6 @@ back from the PNGs of the same seed.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from dataclasses import dataclass
 from typing import Iterator
@@ -24,7 +23,7 @@ from saliency import distributed
 from saliency.errors import UserError
 from saliency.generators.base import Generator
 from saliency.seeding import seeded_rng
-from saliency.synthesis.masks import MIN_AREA, MAX_AREA, THRESHOLD, area_filter, area_fraction, synthesize_batch
+from saliency.synthesis.masks import MaskRule, area_fraction, synthesize_batch
 
 SHARD_STREAM = 7  # keeps these seeds apart from other stages' streams of the same seed
 # A shard that keeps under 1 % of its first 1024 draws would take forever: the direction, sign or
@@ -35,21 +34,17 @@ GIVE_UP_DRAWS, MIN_ACCEPTANCE = 1024, 0.01
 @dataclass(frozen=True)
 class PairSampler:
     """Everything that decides which pairs come out: the generator, the (signed) shift along the
-    background direction, the classes, the mask rule, the area filter, batching and the seed."""
+    background direction, the classes, the mask rule with its filters, batching, seed and precision."""
 
     generator: Generator
-    direction: torch.Tensor  # (dim_z,); its length does not matter (masks.shift_latents normalises it)
+    direction: torch.Tensor  # (dim_z,), used as given: unit, or a published direction at its stored length
     shift: float  # signed: negative moves against the direction
     classes: list[int] | None = None  # None = all of the generator's classes
-    mode: str = "intensity"
-    threshold: float = THRESHOLD
-    min_area: float = MIN_AREA
-    max_area: float = MAX_AREA
-    inclusive: bool = True
+    rule: MaskRule = MaskRule()
     truncation: float | None = None
     batch_size: int = 32
     seed: int = 0
-    amp: bool = False  # bf16 autocast (CUDA only, see distributed.autocast)
+    precision: str = "fp32"  # run.precision (see distributed.autocast)
 
 
 @dataclass(frozen=True)
@@ -83,27 +78,25 @@ def shard_draws(sampler: PairSampler, shard: int) -> Iterator[Draw]:
     """Every sample of shard ``shard``, in order, endlessly; the caller takes the kept ones it needs."""
     generator = sampler.generator
     rng = shard_rng(sampler.seed, shard)
-    autocast = distributed.autocast(generator.device) if sampler.amp else contextlib.nullcontext()
     index = kept_total = 0
     area_total = 0.0
     while True:
         z = generator.sample_z(sampler.batch_size, rng, sampler.truncation)
         labels = generator.sample_classes(sampler.batch_size, rng, choices=sampler.classes)
-        with autocast:
-            images, masks = synthesize_batch(generator, z, labels, sampler.direction, sampler.shift,
-                                             sampler.mode, sampler.threshold)
-        kept = area_filter(masks, sampler.min_area, sampler.max_area, sampler.inclusive).tolist()
-        areas = area_fraction(masks).tolist()
-        images, masks, labels = to_uint8(images), masks.cpu(), labels.tolist()
+        with distributed.autocast(generator.device, sampler.precision):
+            batch = synthesize_batch(generator, z, labels, sampler.direction, sampler.shift, sampler.rule)
+        kept, areas = batch.keep.tolist(), area_fraction(batch.masks).tolist()
+        images, masks, labels = to_uint8(batch.images), batch.masks.cpu(), labels.tolist()
         for i in range(sampler.batch_size):
             yield Draw(index, images[i], masks[i], labels[i], areas[i], kept[i])
             index += 1
         kept_total, area_total = kept_total + sum(kept), area_total + sum(areas)
         if index >= GIVE_UP_DRAWS and kept_total < MIN_ACCEPTANCE * index:
-            raise UserError(f"synth: only {kept_total} of {index} samples have a mask area within "
-                            f"[{sampler.min_area}, {sampler.max_area}] (mean area {area_total / index:.2f}): the "
-                            f"direction, sign or shift does not whiten the background; check `saliency rank`'s "
-                            f"choice or synth.direction/sign/shift/threshold")
+            rule = sampler.rule
+            raise UserError(f"synth: only {kept_total} of {index} samples pass the {rule.mode} rule's filters (area "
+                            f"within [{rule.min_area or 0}, {rule.max_area}], mean area {area_total / index:.2f}): the "
+                            f"direction, sign or shift does not separate object and background; check `saliency "
+                            f"rank`'s choice or synth.direction/sign/shift/threshold")
 
 
 def shard_counts(n: int, shard_size: int) -> list[int]:

@@ -1,4 +1,4 @@
-"""Stage 4: the synthetic dataset of image/mask pairs under ``runs/NAME/synth`` (SPEC.md §4).
+"""Stage 4: the synthetic dataset of image/mask pairs under ``runs/NAME/synth`` (docs/method.md §4).
 
 Reads the classes chosen for the dataset (``classes/classes.json``) and the background direction,
 its sign and shift length (``saliency rank``'s choice, or ``synth.direction`` — a column of
@@ -30,6 +30,7 @@ from saliency.errors import UserError
 from saliency.generators.base import Generator
 from saliency.ranking.artifacts import RANK_FILE, load_choice
 from saliency.runs import Stage, atomic_write_json, run_stage
+from saliency.synthesis.masks import MaskRule
 from saliency.synthesis.online import OnlinePairs, PairSampler, shard_counts
 from saliency.synthesis.shards import (SHARDS_DIR, STATS_FILE, my_shards, remove_extra_shards, write_shards,
                                        write_summary)
@@ -61,8 +62,8 @@ def background_shift(cfg: Config, run_dir: Path, generator: Generator) -> Backgr
 
     ``synth.direction`` unset: ``saliency rank``'s choice, with ``synth.sign`` / ``synth.shift``
     overriding its sign / shift when set. ``synth.direction`` set: that column of
-    ``discover/directions.pt``, sign ``synth.sign`` (default +1), shift ``synth.shift`` (required);
-    rank's choice, made for another direction, is not used.
+    ``discover/directions.pt`` at its stored length, sign ``synth.sign`` (default +1), shift
+    ``synth.shift`` (required); rank's choice, made for another direction, is not used.
     """
     options = cfg.synth
     if options.direction is None:
@@ -82,7 +83,7 @@ def background_shift(cfg: Config, run_dir: Path, generator: Generator) -> Backgr
         raise UserError("synth.direction is set but synth.shift is not: set the shift length "
                         "(the authors' code uses 26 for BigGAN)")
     sign = options.sign or 1
-    return BackgroundShift(found.directions[:, options.direction], sign * options.shift,
+    return BackgroundShift(found.vectors[:, options.direction], sign * options.shift,
                            f"discover column {options.direction}, sign {sign:+d}")
 
 
@@ -99,10 +100,9 @@ def build_sampler(cfg: Config, generator: Generator, chosen: ChosenClasses, shif
                   device: torch.device) -> PairSampler:
     options = cfg.synth
     return PairSampler(generator=generator, direction=shift.direction.to(device), shift=shift.shift,
-                       classes=chosen.ids or None, mode=options.mask_mode, threshold=options.threshold,
-                       min_area=options.min_area, max_area=options.max_area,
-                       inclusive=options.area_bounds == "inclusive", truncation=cfg.generator.truncation,
-                       batch_size=options.batch_size, seed=options.seed, amp=device.type == "cuda")
+                       classes=chosen.ids or None, rule=MaskRule.from_config(options),
+                       truncation=cfg.generator.truncation, batch_size=options.batch_size, seed=options.seed,
+                       precision=cfg.run.precision)
 
 
 def plan_of(cfg: Config, chosen: ChosenClasses, shift: BackgroundShift, device: torch.device) -> dict[str, Any]:
@@ -110,7 +110,8 @@ def plan_of(cfg: Config, chosen: ChosenClasses, shift: BackgroundShift, device: 
     vector = shift.direction.detach().float().cpu().contiguous().numpy().tobytes()
     return {"synth": {k: v for k, v in dataclasses.asdict(cfg.synth).items() if k != "n"},
             "generator": dataclasses.asdict(cfg.generator), "classes": chosen.ids,
-            "direction_sha256": hashlib.sha256(vector).hexdigest(), "shift": shift.shift, "device": device.type}
+            "direction_sha256": hashlib.sha256(vector).hexdigest(), "shift": shift.shift, "device": device.type,
+            "precision": cfg.run.precision}
 
 
 def keep_or_clear(stage_dir: Path, plan: dict[str, Any], n: int, shard_size: int) -> None:
@@ -151,7 +152,7 @@ def run_synth(cfg: Config, run_dir: Path, device: str | torch.device, force: boo
     section = {"synth": dataclasses.asdict(cfg.synth), "generator": dataclasses.asdict(cfg.generator),
                "dataset": cfg.classes.dataset}
     inputs = {"classes": Path(run_dir) / "classes" / CLASSES_FILE, **direction_inputs(cfg, run_dir)}
-    stage = Stage(run_dir, "synth", config=section, seed=cfg.synth.seed, inputs=inputs)
+    stage = Stage(run_dir, "synth", config=section, seed=cfg.synth.seed, inputs=inputs, precision=cfg.run.precision)
     body = functools.partial(_synth, cfg=cfg, device=device, chosen=chosen)
     return run_stage(stage, body, force=force, is_writer=distributed.is_writer())
 
@@ -174,6 +175,7 @@ def _synth(stage: Stage, cfg: Config, device: torch.device, chosen: ChosenClasse
                    "dataset": chosen.dataset, "classes": len(chosen.ids), "direction": shift.source,
                    "shift": shift.shift, "mask_mode": options.mask_mode, "threshold": options.threshold,
                    "area_range": [options.min_area, options.max_area], "area_bounds": options.area_bounds,
+                   "components": options.components, "histogram": options.histogram,
                    "shard_size": options.shard_size}
         write_summary(stage.dir, options.n, options.shard_size, details)
     distributed.barrier()

@@ -77,7 +77,8 @@ def test_import_reads_a_single_published_vector_unnormalised(linear_generator, t
     torch.save(vector, tmp_path / "bg_direction.pth")
     found = CLOSED_FORM["import"](_request(linear_generator, import_path=tmp_path / "bg_direction.pth"))
     assert torch.equal(found.directions, torch.eye(6)[:, 1:2])
-    assert torch.equal(found.deformator_state["linear.weight"], vector.T)
+    assert torch.equal(found.lengths, torch.tensor([2.0])), "kept at its stored length, never renormalised"
+    assert torch.equal(found.vectors, vector.T) and found.deformator == "vector"
 
 
 @pytest.mark.parametrize(("content", "message"), [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from saliency.discovery.deformators import (DEFORMATORS, FCDeformator, FixedDefo
 from saliency.discovery.objectives import ShiftSampler, build_objective, centroid_loss
 from saliency.discovery.reconstructors import RECONSTRUCTORS, build_reconstructor
 from saliency.errors import UserError
+from saliency.generators import load
 
 
 def _scramble(module: torch.nn.Module, seed: int = 3) -> None:
@@ -22,8 +24,26 @@ def _scramble(module: torch.nn.Module, seed: int = 3) -> None:
             parameter.add_(torch.randn(parameter.shape, generator=rng))
 
 
-def test_ortho_starts_at_the_coordinate_axes_and_stays_orthonormal() -> None:
-    deformator = build_deformator("ortho", 12, 7, seed=0)
+def test_ortho_random_start_is_the_authors_distribution() -> None:
+    """Authors' code (random_init, on by default): L ~ N(0, 1), A = first K columns of exp(L − Lᵀ)."""
+    deformator = build_deformator("ortho", 120, 120, seed=3)
+    torch.manual_seed(3)
+    assert torch.equal(deformator.log_mat_half.detach(), torch.randn(120, 120)), "L is one N(0, 1) draw of the seed"
+    values = deformator.log_mat_half.detach().flatten().double()
+    # 14,400 draws: the mean within 4 standard errors of 0, the spread and the share within one
+    # standard deviation as a standard normal's (0.6827).
+    assert abs(float(values.mean())) < 4 / 120
+    assert abs(float(values.std()) - 1) < 0.03
+    assert abs(float((values.abs() < 1).double().mean()) - 0.6827) < 0.02
+    columns = deformator.directions().double()
+    skew = (deformator.log_mat_half - deformator.log_mat_half.T).detach().double()
+    assert torch.allclose(columns, torch.linalg.matrix_exp(skew), atol=1e-5)
+    assert torch.allclose(columns.T @ columns, torch.eye(120, dtype=torch.float64), atol=1e-5)
+    assert float(columns.diagonal().abs().max()) < 0.5, "a random rotation, nowhere near the coordinate axes"
+
+
+def test_ortho_identity_start_is_the_coordinate_axes_and_stays_orthonormal() -> None:
+    deformator = build_deformator("ortho", 12, 7, seed=0, init="identity")
     assert torch.equal(deformator.directions(), torch.eye(12)[:, :7])
     _scramble(deformator)
     columns = deformator.directions().double()
@@ -77,6 +97,49 @@ def test_deformator_registry_seeds_and_errors() -> None:
         build_deformator("ortho", 4, 5, seed=0)
     with pytest.raises(UserError, match="discover.deformator"):
         build_deformator("spline", 4, 2, seed=0)
+    with pytest.raises(UserError, match="discover.init = 'zeros'"):
+        build_deformator("ortho", 4, 2, seed=0, init="zeros")
+    with pytest.raises(UserError, match="does not apply to deformator fc"):
+        build_deformator("fc", 4, 2, seed=0, init="identity")
+
+
+def test_linear_and_unit_norm_starts() -> None:
+    """Linear: the authors' 0.1·N(0, 1) (random) or the coordinate axes; unit-norm likewise."""
+    linear = build_deformator("linear", 10, 4, seed=5)
+    torch.manual_seed(5)
+    torch.nn.Linear(4, 10)  # the layer's own default draws come first
+    assert torch.equal(linear.linear.weight.detach(), 0.1 * torch.randn(10, 4))
+    assert torch.equal(build_deformator("linear", 10, 4, seed=5, init="identity").linear.weight.detach(),
+                       torch.eye(10, 4))
+    assert torch.equal(build_deformator("unit-norm", 10, 4, seed=5, init="identity").directions(), torch.eye(10, 4))
+
+
+def test_resnet_reconstructor_first_conv_is_kaiming_normal_fan_out() -> None:
+    """Authors' code: conv1 (6 -> 64, 7×7) re-initialised with kaiming normal, fan_out, ReLU gain:
+    std sqrt(2 / (64·49)) = 0.0253 (PyTorch's layer default would give 0.0337, uniform)."""
+    weight = build_reconstructor("resnet18", 9, 64, seed=0).backbone.conv1.weight.detach().double().flatten()
+    expected = math.sqrt(2 / (64 * 49))
+    assert abs(float(weight.std()) / expected - 1) < 0.03 and abs(float(weight.mean())) < 0.002
+    kurtosis = float(((weight - weight.mean()) ** 4).mean() / weight.var() ** 2)
+    assert 2.8 < kurtosis < 3.2, "normal (kurtosis 3), not uniform (1.8)"
+
+
+def test_one_training_step_loss_is_the_paper_formula_on_real_modules() -> None:
+    """The objective on toyworld, the random-start ortho deformator and a LeNet reconstructor: the
+    loss equals CE(k, R's logits) + 0.25·mean|ε − R's ε̂| recomputed by hand on the same batch."""
+    world = load("toyworld", dim_z=16, resolution=32)
+    deformator = build_deformator("ortho", 16, 16, seed=0)
+    reconstructor = build_reconstructor("lenet", 16, 32, seed=0)
+    sampler = ShiftSampler(6.0, 0.5)
+    z, classes = world.sample_z(8, 1), world.sample_classes(8, 1)
+    out = build_objective("voynov", sampler, 0.25, 0.0)(
+        world, deformator, reconstructor, z, classes, torch.Generator().manual_seed(2), contextlib.nullcontext)
+    k, eps = sampler(8, 16, torch.Generator().manual_seed(2), torch.device("cpu"))
+    shift = eps[:, None] * deformator.directions().T[k]
+    logits, eps_hat = reconstructor(world(z, classes), world(z + shift, classes))
+    expected = F.cross_entropy(logits, k) + 0.25 * (eps_hat - eps).abs().mean()
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert out.terms["classification"].item() == pytest.approx(F.cross_entropy(logits, k).item(), rel=1e-5)
 
 
 @pytest.mark.parametrize(("name", "resolution"), [("lenet", 32), ("lenet", 128), ("resnet18", 64)])
@@ -118,8 +181,9 @@ def _identity_generator(z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
 
 
 def test_voynov_loss_is_cross_entropy_plus_weighted_l1() -> None:
+    """One discovery step's loss on a fixed batch equals the paper's formula, CE(k) + 0.25·|ε − ε̂|."""
     sampler = ShiftSampler(6.0, 0.5)
-    deformator = build_deformator("ortho", 4, 3, seed=0)
+    deformator = build_deformator("ortho", 4, 3, seed=0, init="identity")
     z = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
     logits, shifts = torch.randn(5, 3), torch.randn(5)
     recorder = _Recorder(logits, shifts)

@@ -10,7 +10,7 @@ from saliency.errors import UserError
 from saliency.generators import available, load
 from saliency.generators.toyworld import FACTOR_NAMES, MASK_THRESHOLD, SHAPES, ToyWorld
 
-THETA = 0.95  # SPEC.md §4: a pixel is object when its mean RGB in [0, 1] is below θ after the shift
+THETA = 0.95  # docs/method.md §4: a pixel is object when its mean RGB in [0, 1] is below θ after the shift
 
 
 @pytest.fixture(scope="module")

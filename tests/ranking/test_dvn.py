@@ -92,7 +92,7 @@ def test_generated_pairs_are_plus_then_minus(world: ToyWorld) -> None:
 
 
 def test_dvn_known_cases_full_settings(world: ToyWorld) -> None:
-    """SPEC.md §2 settings: no effect scores exactly 0.5 (each image twice, once per label); the
+    """docs/method.md §2 settings: no effect scores exactly 0.5 (each image twice, once per label); the
     background-whiteness direction (a plain effect) scores at least 0.95."""
     settings = DVNSettings()
     directions = torch.stack([inactive_direction(world),

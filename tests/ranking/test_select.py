@@ -47,8 +47,8 @@ def test_background_whitening_scores_near_one_and_its_opposite_zero(latents) -> 
         plus = scores[1, s]
         assert plus["passing"] == 1.0 and plus["agreement"] == 1.0
         assert plus["stillness"] == pytest.approx(1.0, abs=1e-6)  # the object keeps its colour exactly
-        assert plus["whitening"] > 0.99
-        product = plus["passing"] * plus["whitening"] * plus["stillness"] * plus["agreement"]
+        assert plus["background"] > 0.99
+        product = plus["passing"] * plus["background"] * plus["stillness"] * plus["agreement"]
         assert plus["score"] == pytest.approx(product)
         # The minus side darkens the background: the mask is the whole image, nothing passes.
         assert scores[-1, s]["passing"] == 0.0 and scores[-1, s]["score"] == 0.0

@@ -31,7 +31,7 @@ MAES = {"0501": 0.0, "0502": 0.5, "0503": 1.0}
 SUMMARY = {"mae": 0.5, "max_fbeta": 0.6172, "mean_fbeta": 0.5, "s_measure": 0.4321, "e_measure": 0.55,
            "iou": 0.3456, "accuracy": 0.5111}
 PUBLISHED = ("0.099", "0.782", "0.672", "0.899", "0.797", "0.684", "0.906", "0.803", "0.712", "0.781", "0.807",
-             "0.2485")
+             "0.2485", "0.294", "0.752", "0.322", "0.542", "0.391", "0.774", "0.608", "0.498", "0.549")
 IMAGE = re.compile(r'<img src="data:image/(png|jpeg);base64,([A-Za-z0-9+/=]+)" alt="([^"]*)"')
 
 
@@ -58,7 +58,7 @@ def write_discover(run_dir: Path) -> None:
 
 def write_rank(run_dir: Path) -> None:
     folder = run_dir / "rank"
-    candidates = [{"direction": d, "sign": s, "shift": 6.0, "dvn": 0.9, "passing": 0.9, "whitening": 0.9,
+    candidates = [{"direction": d, "sign": s, "shift": 6.0, "dvn": 0.9, "passing": 0.9, "background": 0.9,
                    "stillness": 0.9, "agreement": 0.9, "score": score}
                   for d, s, score in ((27, 1, 0.7209), (28, -1, 0.0247), (3, 1, 0.01))]
     content = {"dvn": [0.95] * 32, "dvn_mean": 0.9536, "dvn_top50": 0.9537, "candidates": candidates,
@@ -152,15 +152,20 @@ def test_full_run_report_is_self_contained_and_shows_every_stage(full_run: Path)
     assert "0.9918" in page and "0.6543" in page and "0.1789" in page and "disk (0), square (1)" in page
     assert "1 min 01 s" in page and "5 min 00 s" in page
     assert "MAE 0.5 is not below the all-zero floor 0.2485" in page
+    # SUMMARY beats the zeros baseline on max-Fβ, IoU and loses on MAE and accuracy (0.5111 < 0.752).
+    assert "Against baseline zeros: loses on MAE, accuracy." in page
+    assert "Against baseline center: loses on MAE, IoU, accuracy." in page
 
 
 def test_an_mae_below_the_floor_is_said_so(full_run: Path) -> None:
     path = full_run / "eval" / "metrics.json"
     results = json.loads(path.read_text())
-    results["metrics"]["mae"] = 0.0994
+    results["metrics"].update(mae=0.0994, iou=0.7, accuracy=0.9)
     path.write_text(json.dumps(results))
     page = build_report(full_run).read_text(encoding="utf-8")
     assert "MAE 0.0994 is below the all-zero floor 0.2485 (40 % of it)" in page and "not below" not in page
+    assert "Against baseline zeros: beats it on every metric." in page
+    assert "Against baseline center: beats it on every metric." in page
 
 
 def test_case_figures_put_predictions_next_to_ground_truth(full_run: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -11,25 +12,49 @@ import pytest
 import torch
 
 from saliency.errors import UserError
-from saliency.segmentation.model import build_unet, load_unet, save_unet
-from saliency.segmentation.predict import predict_image, to_input
+from saliency.segmentation.model import ClassicUNet, UnetSpec, build_unet, load_unet, save_unet
+from saliency.segmentation.predict import foreground_probability, predict_image, to_input
+
+SMP = UnetSpec("smp", "resnet18")
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("unet") / "model.pt"
-    save_unet(build_unet("resnet18"), path, "resnet18", {"step": 3})
+    save_unet(build_unet(SMP), path, SMP, {"step": 3, "activation": "softmax"})
     return path
 
 
-def test_checkpoint_round_trip(checkpoint: Path) -> None:
-    model, extras = load_unet(checkpoint)
-    assert extras["step"] == 3 and extras["encoder"] == "resnet18"
-    again = build_unet("resnet18")
-    again.load_state_dict(torch.load(checkpoint, weights_only=True)["state_dict"])
+def test_classic_unet_is_the_authors_layout() -> None:
+    """milesial's U-Net as the authors use it: 13,395,394 parameters for 3 -> 2 channels, widths
+    64-128-256-512-512, any input size (odd sizes included) mapped to logits of the same size."""
+    model = build_unet(UnetSpec("classic"))
+    assert isinstance(model, ClassicUNet) and sum(p.numel() for p in model.parameters()) == 13_395_394
+    assert [block[0].out_channels for block in model.down] == [128, 256, 512, 512]
+    assert [block[0].out_channels for block in model.up] == [256, 128, 64, 64]
+    assert model.eval()(torch.zeros(1, 3, 37, 50)).shape == (1, 2, 37, 50)
+
+
+@pytest.mark.parametrize("spec", [UnetSpec("classic"), SMP], ids=["classic", "smp"])
+def test_checkpoint_round_trip(spec: UnetSpec, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    save_unet(build_unet(spec), tmp_path / "model.pt", spec, {"step": 3})
+    model, extras = load_unet(tmp_path / "model.pt")
+    assert extras["step"] == 3 and (extras["arch"], extras["encoder"]) == (spec.arch, spec.encoder)
+    again = build_unet(spec)
+    again.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"])
     x = torch.zeros(1, 3, 64, 64)
     assert torch.equal(model(x), again.eval()(x))
+
+
+def test_activations_are_the_two_published_inferences() -> None:
+    logits = torch.tensor([[[[2.0]], [[-1.0]]], [[[0.0]], [[3.0]]]])  # (2, 2, 1, 1): (background, foreground)
+    assert torch.allclose(foreground_probability(logits, "sigmoid-logit").flatten(), torch.sigmoid(torch.tensor([-1.0, 3.0])))
+    assert torch.allclose(foreground_probability(logits, "softmax").flatten(),
+                          torch.tensor([1 / (1 + math.exp(3.0)), 1 / (1 + math.exp(-3.0))]))
+    with pytest.raises(UserError, match="predict.activation 'relu'"):
+        foreground_probability(logits, "relu")
 
 
 def test_foreign_or_damaged_checkpoint_is_a_user_error(tmp_path: Path) -> None:
@@ -43,11 +68,25 @@ def test_foreign_or_damaged_checkpoint_is_a_user_error(tmp_path: Path) -> None:
 
 def test_inference_resizes_shorter_side_to_128_and_back(checkpoint: Path) -> None:
     image = np.random.default_rng(0).integers(0, 255, (300, 451, 3), dtype=np.uint8)
-    assert to_input(image).shape == (1, 3, 128, 192)
+    assert to_input(image).shape == (1, 3, 128, 192)  # 128 · 451 // 300 = 192 (the authors round down)
+    assert to_input(image[:, :449]).shape == (1, 3, 128, 191)
     model, _ = load_unet(checkpoint)
-    probability = predict_image(model, image)
-    assert probability.shape == (300, 451) and probability.dtype == np.float32
-    assert 0 <= probability.min() and probability.max() <= 1
+    for activation in ("softmax", "sigmoid-logit"):
+        probability = predict_image(model, image, activation=activation)
+        assert probability.shape == (300, 451) and probability.dtype == np.float32
+        assert 0 <= probability.min() and probability.max() <= 1
+
+
+def test_flip_averages_with_the_mirrored_prediction(checkpoint: Path) -> None:
+    """``predict.flip``: the mean of the image's prediction and its mirror's, mirrored back, so the
+    result is the same for an image and its mirror (up to mirroring) and differs from no flip."""
+    image = np.random.default_rng(1).integers(0, 255, (130, 170, 3), dtype=np.uint8)
+    model, _ = load_unet(checkpoint)
+    plain, mirrored = predict_image(model, image), predict_image(model, image[:, ::-1].copy())
+    flipped = predict_image(model, image, flip=True)
+    assert np.abs(plain - mirrored[:, ::-1]).max() > 1e-3  # the random U-Net is not symmetric
+    np.testing.assert_allclose(flipped, (plain + mirrored[:, ::-1]) / 2, atol=1e-5)
+    np.testing.assert_allclose(predict_image(model, image[:, ::-1].copy(), flip=True), flipped[:, ::-1], atol=1e-5)
 
 
 def test_predict_and_eval_checkpoint_commands(run_cli, checkpoint: Path, ecssd_root: Path, tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import Dataset
 
 from saliency.errors import UserError
-from saliency.segmentation.model import build_unet
+from saliency.segmentation.augment import Augmenter
+from saliency.segmentation.model import UnetSpec, build_unet
 from saliency.segmentation.train import UnetSettings, train_unet
 
 
@@ -40,13 +41,14 @@ def settings(steps: int, **changes) -> UnetSettings:
     return UnetSettings(**{**base, **changes})
 
 
-def fresh_model() -> torch.nn.Module:
+def fresh_model(spec: UnetSpec = UnetSpec("smp", "resnet18")) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_unet("resnet18")
+    return build_unet(spec)
 
 
-def test_learns_squares() -> None:
-    history, _ = train_unet(fresh_model(), Squares(), settings(40, checkpoint_every=100), torch.device("cpu"))
+@pytest.mark.parametrize("spec", [UnetSpec("classic"), UnetSpec("smp", "resnet18")], ids=["classic", "smp"])
+def test_learns_squares(spec: UnetSpec) -> None:
+    history, _ = train_unet(fresh_model(spec), Squares(), settings(40, checkpoint_every=100), torch.device("cpu"))
     losses = [row[0] for row in history.rows]
     assert len(losses) == 40
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
@@ -57,9 +59,11 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ema", [None, 0.5], ids=["last-weights", "ema"])
+def test_resume_after_a_kill_matches_an_uninterrupted_run(ema: float | None, tmp_path: Path) -> None:
     device = torch.device("cpu")
-    uninterrupted, _ = train_unet(fresh_model(), Squares(), settings(8), device, tmp_path / "a.pt", {"k": 1})
+    whole = fresh_model()
+    uninterrupted, _ = train_unet(whole, Squares(), settings(8, ema=ema), device, tmp_path / "a.pt", {"k": 1})
 
     class DiesAtStep6(Squares):
         def __getitem__(self, index):
@@ -69,11 +73,32 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path: Path) -> Non
             return super().__getitem__(index)
 
     with pytest.raises(Interrupt):
-        train_unet(fresh_model(), DiesAtStep6(), settings(8), device, tmp_path / "b.pt", {"k": 1})
+        train_unet(fresh_model(), DiesAtStep6(), settings(8, ema=ema), device, tmp_path / "b.pt", {"k": 1})
     assert torch.load(tmp_path / "b.pt", weights_only=True)["step"] == 3
-    resumed, _ = train_unet(fresh_model(), Squares(), settings(8), device, tmp_path / "b.pt", {"k": 1})
+    again = fresh_model()
+    resumed, _ = train_unet(again, Squares(), settings(8, ema=ema), device, tmp_path / "b.pt", {"k": 1})
     assert len(resumed.rows) == 8
     assert torch.allclose(torch.tensor(resumed.rows), torch.tensor(uninterrupted.rows), rtol=1e-4, atol=1e-6)
+    for key, value in whole.state_dict().items():  # the saved weights too (the average's, with ema)
+        assert torch.allclose(again.state_dict()[key].float(), value.float(), rtol=1e-4, atol=1e-5), key
+
+
+def test_ema_keeps_the_moving_average_of_the_weights() -> None:
+    """``unet.ema: d``: the model ends as a_1 = w_1, a_t = d·a_(t-1) + (1 − d)·w_t over the weights
+    w_t after each step (BatchNorm statistics included), here 0.25·w_1 + 0.25·w_2 + 0.5·w_3 for d = 0.5."""
+    device = torch.device("cpu")
+    states = []
+    for steps in (1, 2, 3):
+        model = fresh_model()
+        train_unet(model, Squares(), settings(steps), device)
+        states.append(model.state_dict())
+    averaged = fresh_model()
+    train_unet(averaged, Squares(), settings(3, ema=0.5), device)
+    for key, value in averaged.state_dict().items():
+        if value.is_floating_point():
+            expected = 0.25 * states[0][key] + 0.25 * states[1][key] + 0.5 * states[2][key]
+            assert torch.allclose(value, expected, rtol=1e-4, atol=1e-5), key
+    assert not torch.allclose(averaged.state_dict()["segmentation_head.0.weight"], states[2]["segmentation_head.0.weight"])
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
@@ -84,3 +109,27 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
         train_unet(fresh_model(), Squares(poison=float("nan")), settings(6), device, tmp_path / "c.pt", {"k": 1})
     kept = torch.load(tmp_path / "c.pt", weights_only=True)
     assert kept["step"] == 3 and all(torch.equal(kept["model"][k], good["model"][k]) for k in good["model"])
+
+
+def test_photo_augmentation_is_seeded_and_keeps_masks_on_their_objects() -> None:
+    """Same step seed, same augmentation; the mask follows the image through flips and crops."""
+    masks = torch.zeros(16, 32, 32, dtype=torch.long)
+    for i in range(16):
+        masks[i, 4 + i // 2: 16 + i, 2 + i: 14 + i] = 1
+    images = (masks.float() * 1.6 - 0.8).unsqueeze(1).expand(-1, 3, -1, -1)  # object bright, background dark
+    augmenter = Augmenter("photo", 32)
+    first = augmenter(images, masks, torch.Generator().manual_seed(5))
+    again = augmenter(images, masks, torch.Generator().manual_seed(5))
+    other = augmenter(images, masks, torch.Generator().manual_seed(6))
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert not torch.equal(first[0], other[0])
+    out_images, out_masks = first
+    assert out_images.shape == images.shape and out_masks.shape == masks.shape and out_masks.dtype == torch.long
+    assert not torch.equal(out_images, images) and out_images.min() >= -1 and out_images.max() <= 1
+    brightness = out_images.mean(1)
+    for image, mask in zip(brightness, out_masks.bool()):
+        assert image[mask].mean() > image[~mask].mean() + 0.5
+    unchanged = Augmenter("none", 32)(images, masks, torch.Generator())
+    assert unchanged[0] is images and unchanged[1] is masks
+    with pytest.raises(UserError, match="unet.augment = 'heavy'"):
+        Augmenter("heavy", 32)

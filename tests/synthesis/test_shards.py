@@ -25,6 +25,7 @@ from saliency.discovery.artifacts import Directions, save_directions
 from saliency.errors import UserError
 from saliency.ranking.artifacts import Choice, save_rank
 from saliency.synthesis import shards
+from saliency.synthesis.masks import MaskRule
 from saliency.synthesis.online import PairSampler, shard_draws, shard_rng
 from saliency.synthesis.shards import ShardDataset
 from saliency.synthesis.stage import online_pairs, run_synth
@@ -84,8 +85,8 @@ def replayed_latents(generator, sampler: PairSampler, shard: int, draws: int) ->
 
 @pytest.mark.parametrize("mode, threshold", [("intensity", 0.95), ("diff", 0.5)])
 def test_masks_match_the_true_object_masks(toyworld, mode: str, threshold: float) -> None:
-    sampler = PairSampler(toyworld, background(toyworld), shift=6.0, batch_size=64, seed=3, mode=mode,
-                          threshold=threshold)
+    sampler = PairSampler(toyworld, background(toyworld), shift=6.0, batch_size=64, seed=3,
+                          rule=MaskRule(mode, threshold))
     draws = [draw for _, draw in zip(range(256), shard_draws(sampler, shard=2))]
     z, labels = replayed_latents(toyworld, sampler, 2, 256)
     assert [d.label for d in draws] == labels.tolist()  # (seed, shard, draw) identifies a sample
@@ -97,12 +98,13 @@ def test_masks_match_the_true_object_masks(toyworld, mode: str, threshold: float
 
 
 def test_area_filter_keeps_exactly_the_samples_in_range(toyworld) -> None:
-    loose = PairSampler(toyworld, background(toyworld), shift=6.0, batch_size=64, min_area=0.0, max_area=1.0)
+    loose = PairSampler(toyworld, background(toyworld), shift=6.0, batch_size=64,
+                        rule=MaskRule(min_area=0.0, max_area=1.0))
     first = next(shard_draws(loose, 0))
     for inclusive, first_kept in ((True, True), (False, False)):
         # The upper bound is the first sample's area: kept with [min, max], dropped with (min, max).
-        sampler = PairSampler(toyworld, background(toyworld), shift=6.0, batch_size=64, min_area=0.1,
-                              max_area=first.area, inclusive=inclusive)
+        sampler = PairSampler(toyworld, background(toyworld), shift=6.0, batch_size=64,
+                              rule=MaskRule(min_area=0.1, max_area=first.area, inclusive=inclusive))
         draws = [draw for _, draw in zip(range(128), shard_draws(sampler, 0))]
         areas = np.array([d.mask.float().mean().item() for d in draws])
         in_range = (areas >= 0.1) & (areas <= first.area) if inclusive else (areas > 0.1) & (areas < first.area)

@@ -1,0 +1,76 @@
+"""The quickstart's U-Net stage alone, on pairs made along a toy generator's true background
+direction (what rank chooses when discovery succeeds), scored on a real dataset: the experiment
+behind the table of docs/quickstart.md.
+
+    python benchmarks/quickstart_unet.py --dataset ../shared/data/ecssd-val [--generator toyscene]
+        [--steps 600] [--width 16] [--augment none|photo] [--ema 0.99] [--flip] [--seed 0] [--threads 2]
+
+Choose settings on ecssd-val (or any folder with images/ and masks/), never on the test split.
+Prints one JSON line: the settings, training minutes and the scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from saliency import generators
+from saliency.datasets import resolve
+from saliency.evaluation.stage import evaluate
+from saliency.segmentation.model import UnetSpec, build_unet, save_unet
+from saliency.segmentation.predict import CheckpointSource
+from saliency.segmentation.train import UnetSettings, train_unet
+from saliency.synthesis.masks import MaskRule
+from saliency.synthesis.online import OnlinePairs, PairSampler
+
+METRICS = ["mae", "max_fbeta", "iou", "accuracy"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", required=True, help="a folder with images/ and masks/ (e.g. ecssd-val)")
+    parser.add_argument("--generator", default="toyscene")
+    parser.add_argument("--dim-z", type=int, default=48)
+    parser.add_argument("--shift", type=float, default=26.0, help="along the true background direction")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr-step", type=int, default=0, help="multiply the lr by 0.2 every N steps (0 = never)")
+    parser.add_argument("--width", type=int, default=16, help="classic U-Net base width (64 = the authors')")
+    parser.add_argument("--augment", default="none")
+    parser.add_argument("--ema", type=float, default=None, help="decay of the weights' moving average")
+    parser.add_argument("--activation", default="softmax")
+    parser.add_argument("--flip", action="store_true", help="average with the mirrored image's prediction")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    generator = generators.load(args.generator, dim_z=args.dim_z, resolution=64)
+    truth = generator.factor_directions[:, generator.factor_names.index("bg_white")]
+    pairs = OnlinePairs(PairSampler(generator, truth, args.shift, None, MaskRule(), batch_size=64, seed=args.seed))
+    spec = UnetSpec("classic", width=args.width)
+    torch.manual_seed(args.seed)
+    model = build_unet(spec)
+    settings = UnetSettings(args.steps, args.batch_size, args.lr, 0.2, args.lr_step or args.steps + 1, 1.0, args.seed,
+                            checkpoint_every=args.steps, eval_every=args.steps, augment=args.augment, ema=args.ema)
+    start = time.perf_counter()
+    train_unet(model, pairs, settings, torch.device("cpu"))
+    minutes = (time.perf_counter() - start) / 60
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = Path(folder) / "model.pt"
+        save_unet(model, checkpoint, spec, {"resolution": generator.resolution})
+        source = CheckpointSource(checkpoint, activation=args.activation, flip=args.flip)
+        scores = evaluate(resolve(args.dataset), source, METRICS).summary
+    print(json.dumps({"settings": vars(args), "train_minutes": round(minutes, 1),
+                      "scores": {name: round(scores[name], 4) for name in METRICS}}))
+
+
+if __name__ == "__main__":
+    main()
