@@ -20,8 +20,11 @@ NARROW = BigGANConfig(ch=4)  # the 128 px architecture at a 24th of its width
 
 
 def published_shapes() -> dict[str, tuple[int, ...]]:
+    listing = FORMATS / "biggan-pytorch-128.G_ema.tsv"
+    if not listing.is_file():
+        pytest.skip(f"{listing} not found: the published format lists come with ../shared")
     shapes = {}
-    for line in (FORMATS / "biggan-pytorch-128.G_ema.tsv").read_text().splitlines():
+    for line in listing.read_text().splitlines():
         if not line.startswith("#"):
             key, shape, _ = line.split("\t")
             shapes[key] = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
