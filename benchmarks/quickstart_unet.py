@@ -3,10 +3,13 @@ direction (what rank chooses when discovery succeeds), scored on a real dataset:
 behind the table of docs/quickstart.md.
 
     python benchmarks/quickstart_unet.py --dataset ../shared/data/ecssd-val [--generator toyscene]
-        [--steps 600] [--width 16] [--augment none|photo] [--ema 0.99] [--flip] [--seed 0] [--threads 2]
+        [--steps 600] [--score-every 200] [--width 16] [--augment none|photo] [--ema 0.99] [--flip]
+        [--seed 0] [--threads 2]
 
 Choose settings on ecssd-val (or any folder with images/ and masks/), never on the test split.
-Prints one JSON line: the settings, training minutes and the scores.
+Prints one JSON line per scored step: the settings, the step, training minutes so far and the
+scores. With a constant learning rate, the weights' moving average at step N of a longer run is
+that of an N-step run, so one run answers "how many steps".
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def main() -> None:
     parser.add_argument("--dim-z", type=int, default=48)
     parser.add_argument("--shift", type=float, default=26.0, help="along the true background direction")
     parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--score-every", type=int, default=0, help="also score every N steps (0 = at the end only)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--lr-step", type=int, default=0, help="multiply the lr by 0.2 every N steps (0 = never)")
@@ -45,6 +49,7 @@ def main() -> None:
     parser.add_argument("--augment", default="none")
     parser.add_argument("--ema", type=float, default=None, help="decay of the weights' moving average")
     parser.add_argument("--activation", default="softmax")
+    parser.add_argument("--offset", type=float, default=0.0, help="added to the foreground logit (predict.offset)")
     parser.add_argument("--flip", action="store_true", help="average with the mirrored image's prediction")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
@@ -58,19 +63,29 @@ def main() -> None:
     spec = UnetSpec("classic", width=args.width)
     torch.manual_seed(args.seed)
     model = build_unet(spec)
+    every = args.score_every or args.steps
     settings = UnetSettings(args.steps, args.batch_size, args.lr, 0.2, args.lr_step or args.steps + 1, 1.0, args.seed,
-                            checkpoint_every=args.steps, eval_every=args.steps, augment=args.augment, ema=args.ema)
+                            checkpoint_every=args.steps, eval_every=every, augment=args.augment, ema=args.ema)
     start = time.perf_counter()
-    train_unet(model, pairs, settings, torch.device("cpu"))
-    minutes = (time.perf_counter() - start) / 60
-    with tempfile.TemporaryDirectory() as folder:
-        checkpoint = Path(folder) / "model.pt"
-        save_unet(model, checkpoint, spec, {"resolution": generator.resolution})
-        source = CheckpointSource(checkpoint, activation=args.activation, flip=args.flip)
-        scores = evaluate(resolve(args.dataset), source, METRICS).summary
-    print(json.dumps({"settings": vars(args), "train_minutes": round(minutes, 1),
-                      "scores": {name: round(scores[name], 4) for name in METRICS}}))
+    step, scoring = 0, 0.0
 
+    def score(trained: torch.nn.Module) -> float:
+        """Called by train_unet every ``eval_every`` steps with the model it would save."""
+        nonlocal step, scoring
+        step = min(step + every, args.steps)
+        began = time.perf_counter()
+        minutes = (began - start - scoring) / 60
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = Path(folder) / "model.pt"
+            save_unet(trained, checkpoint, spec, {"resolution": generator.resolution})
+            source = CheckpointSource(checkpoint, activation=args.activation, offset=args.offset, flip=args.flip)
+            scores = evaluate(resolve(args.dataset), source, METRICS).summary
+        print(json.dumps({"settings": vars(args), "step": step, "train_minutes": round(minutes, 1),
+                          "scores": {name: round(scores[name], 4) for name in METRICS}}), flush=True)
+        scoring += time.perf_counter() - began
+        return scores["mae"]
+
+    train_unet(model, pairs, settings, torch.device("cpu"), monitor=score)
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -57,7 +58,8 @@ def stage_options(func: Callable[..., Any]) -> Callable[..., Any]:
                   help="Run folder (default runs/<run.name> from the config).")
     @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
                   help="Pipeline YAML; command options override it.")
-    @click.option("--force", is_flag=True, help="Redo the stage even when it is complete.")
+    @click.option("--force", is_flag=True, help="Redo the stage even when it is complete (the old one is kept "
+                  "until the new one completes).")
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)
@@ -68,7 +70,10 @@ def stage_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def resolve(config_path: Path | None, run_dir: Path | None, overrides: dict[str, Any]) -> tuple[Config, Path]:
     """The config (file, then the command's options) and the run folder."""
     config = load_config(config_path, overrides)
-    return config, run_dir if run_dir is not None else Path("runs") / config.run.name
+    run_dir = run_dir if run_dir is not None else Path("runs") / config.run.name
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run folder {run_dir} is a file; choose another --run or move the file")
+    return config, run_dir
 
 
 def print_metrics(metrics: dict[str, Any]) -> None:
@@ -101,7 +106,7 @@ def data_command(name: str, source: Path | None) -> None:
 @click.option("--dataset", default=None, help="Registered dataset name or a folder with images/ and masks/.")
 @click.option("--split", default=None, help="Split of a registered dataset (test, train, all).")
 @click.option("--predictions", type=click.Path(path_type=Path), default=None,
-              help="Folder of 8-bit PNG predictions named like the images.")
+              help="Folder of predictions named like the images (8- or 16-bit PNGs, float TIFFs in [0, 1]).")
 @click.option("--baseline", type=click.Choice(sorted(BASELINES)), default=None,
               help="Evaluate a trivial prediction instead (the sanity floor).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
@@ -110,13 +115,16 @@ def data_command(name: str, source: Path | None) -> None:
               help="Write metrics to this JSON file instead of the run folder.")
 @click.option("--activation", default=None, help="With --checkpoint: sigmoid-logit or softmax "
               "(default: the config's predict.activation when --config is given, else the checkpoint's own).")
+@click.option("--offset", type=float, default=None, help="With --checkpoint: added to the foreground logit "
+              "before the activation (default: as --activation).")
 @click.option("--flip/--no-flip", default=None, help="With --checkpoint: average with the mirrored image's "
               "prediction (default: as --activation).")
 @click.option("--device", default=None, help="cpu, cuda or auto (with --checkpoint).")
 @stage_options
 def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | None, predictions: Path | None,
                  baseline: str | None, checkpoint: Path | None, output: Path | None, activation: str | None,
-                 flip: bool | None, device: str | None, run_dir: Path | None, config_path: Path | None,
+                 offset: float | None, flip: bool | None, device: str | None, run_dir: Path | None,
+                 config_path: Path | None,
                  force: bool) -> None:
     """Score saliency predictions on a dataset (MAE, F-beta, S-, E-measure, IoU, accuracy)."""
     from saliency.distributed import resolve_device
@@ -125,7 +133,7 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
     if sum(x is not None for x in (predictions, baseline, checkpoint)) != 1:
         raise UserError("eval: give exactly one of --predictions DIR, --checkpoint FILE or --baseline zeros|center")
     overrides = {"eval.dataset": dataset, "eval.split": split, "eval.metrics": list(metrics) or None,
-                 "run.device": device, "predict.activation": activation,
+                 "run.device": device, "predict.activation": activation, "predict.offset": offset,
                  "predict.flip": flip}
     config, run_dir = resolve(config_path, run_dir, overrides)
     settings: dict[str, Any] = {}
@@ -133,20 +141,30 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
         from saliency.segmentation.predict import CheckpointSource
 
         saved = (output.with_suffix("") if output is not None else run_dir / "eval") / "predictions"
-        chosen = activation or (config.predict.activation if config_path is not None else None)
-        flipped = flip if flip is not None else (config.predict.flip if config_path is not None else None)
-        source = CheckpointSource(checkpoint, resolve_device(config.run.device), save_to=saved, activation=chosen,
-                                  precision=config.run.precision, flip=flipped)
+        # Each inference setting: the option, else the config file's, else the checkpoint's own.
+        given = {"activation": activation, "offset": offset, "flip": flip}
+        chosen = {key: value if value is not None else (getattr(config.predict, key) if config_path is not None else None)
+                  for key, value in given.items()}
+        source = CheckpointSource(checkpoint, resolve_device(config.run.device), save_to=saved,
+                                  precision=config.run.precision, **chosen)
         inputs = {"checkpoint": checkpoint}
-        settings = {"activation": chosen or "checkpoint's own",
-                    "flip": "checkpoint's own" if flipped is None else flipped}
+        settings = {key: "checkpoint's own" if value is None else value for key, value in chosen.items()}
     elif predictions is not None:
         source, inputs = FolderSource(predictions), {"predictions": predictions}
     else:
         source, inputs = BASELINES[baseline](), {}
-    summary = run_eval(config.eval.dataset, config.eval.split, source, config.eval.metrics,
-                       run_dir=run_dir, output=output, force=force, inputs=inputs, settings=settings,
-                       precision=config.run.precision)
+    # Predictions beside an --output file are this call's own: bad input leaves none of them behind
+    # (in a run folder, the eval stage's bookkeeping does the same).
+    beside_output = output.with_suffix("") if checkpoint is not None and output is not None else None
+    made_here = beside_output is not None and not beside_output.exists()
+    try:
+        summary = run_eval(config.eval.dataset, config.eval.split, source, config.eval.metrics,
+                           run_dir=run_dir, output=output, force=force, inputs=inputs, settings=settings,
+                           precision=config.run.precision)
+    except UserError:
+        if made_here:
+            shutil.rmtree(beside_output, ignore_errors=True)
+        raise
     click.echo(f"{source.name} on {config.eval.dataset}/{config.eval.split}")
     print_metrics(summary)
 
@@ -211,17 +229,20 @@ def report_command(run_dir: Path) -> None:
 @click.option("--images", type=click.Path(path_type=Path), required=True, help="Folder of images.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the PNG predictions.")
 @click.option("--activation", default=None, help="sigmoid-logit or softmax (default: the checkpoint's own).")
+@click.option("--offset", type=float, default=None, help="Added to the foreground logit before the activation "
+              "(default: the checkpoint's own).")
 @click.option("--flip/--no-flip", default=None, help="Average with the mirrored image's prediction "
               "(default: the checkpoint's own).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
-def predict_command(checkpoint: Path, images: Path, out: Path, activation: str | None, flip: bool | None,
-                    precision: str, device: str) -> None:
+def predict_command(checkpoint: Path, images: Path, out: Path, activation: str | None, offset: float | None,
+                    flip: bool | None, precision: str, device: str) -> None:
     """Predict a saliency PNG per image (shorter side to the training size, foreground probability, original size)."""
     from saliency.distributed import resolve_device
     from saliency.segmentation.predict import predict_folder
 
-    written = predict_folder(checkpoint, images, out, resolve_device(device), activation, precision, flip)
+    written = predict_folder(checkpoint, images, out, resolve_device(device), activation=activation, offset=offset,
+                             flip=flip, precision=precision)
     click.echo(f"wrote {written} predictions to {out}")
 
 

@@ -9,6 +9,8 @@ Command-line options and ``--set section.key=value`` overrides go through the sa
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,15 +22,17 @@ import yaml
 from saliency.errors import UserError
 
 
-def _opt(default: Any, *, min: float | None = None, max: float | None = None, help: str = "") -> Any:
-    """A config field with a default, an allowed range and a one-line meaning."""
+def _opt(default: Any, *, min: float | None = None, max: float | None = None, pattern: str | None = None,
+         help: str = "") -> Any:
+    """A config field with a default, an allowed range (or a string's pattern) and a one-line meaning."""
     factory = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
-    return field(metadata={"min": min, "max": max, "help": help}, **factory)
+    return field(metadata={"min": min, "max": max, "pattern": pattern, "help": help}, **factory)
 
 
 @dataclass
 class RunConfig:
-    name: str = _opt("run", help="run folder name under runs/")
+    name: str = _opt("run", pattern=r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*",
+                     help="run folder name under runs/ (letters, digits, _ . + -; no path)")
     device: Literal["cpu", "cuda", "auto"] = _opt("cpu", help="where to compute")
     precision: Literal["fp32", "bf16"] = _opt("fp32", help="fp32 (paper, authors' code) or bf16 autocast in every "
                                                            "stage (faster on recent GPUs; see docs/method.md)")
@@ -153,6 +157,9 @@ class PredictConfig:
     activation: Literal["sigmoid-logit", "softmax"] = _opt(
         "sigmoid-logit", help="foreground probability: sigmoid of the raw foreground logit (GanLatentDiscovery) "
                               "or softmax channel 1 (BigGANsAreWatching)")
+    offset: float = _opt(0.0, min=-10.0, max=10.0,
+                         help="added to the foreground logit before the activation: calibrates what 0.5 means on "
+                              "photographs for a U-Net trained on synthetic pairs (0 in the papers)")
     flip: bool = _opt(False, help="average each prediction with that of the mirrored image "
                                   "(test-time augmentation; off in the papers)")
 
@@ -280,6 +287,9 @@ def _coerce(value: Any, hint: Any, key: str, meta: typing.Mapping[str, Any], sou
         result = _check_type(value, hint)
     except TypeError:
         raise UserError(f"{source}: {key} = {value!r} is not allowed; expected {_describe(hint)}") from None
+    pattern = meta.get("pattern")
+    if pattern is not None and isinstance(result, str) and not re.fullmatch(pattern, result):
+        raise UserError(f"{source}: {key} = {value!r} is not allowed; expected a plain name matching {pattern}")
     low, high = meta.get("min"), meta.get("max")
     if isinstance(result, (int, float)) and not isinstance(result, bool):
         if (low is not None and result < low) or (high is not None and result > high):
@@ -329,9 +339,9 @@ def _check_type(value: Any, hint: Any) -> Any:
             return int(value)
         raise TypeError
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
-        raise TypeError
+        raise TypeError  # nan and inf included: no setting means anything with them
     if hint is str:
         if isinstance(value, str):
             return value
@@ -352,4 +362,4 @@ def _describe(hint: Any) -> str:
         return "a mapping"
     if hint is type(None):
         return "null"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
+    return {int: "an integer", float: "a finite number", str: "a string", bool: "true or false"}.get(hint, str(hint))

@@ -7,6 +7,7 @@ interrupted ones resume from their own checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import time
@@ -17,7 +18,7 @@ from saliency import distributed
 from saliency.config import Config, dump_config
 from saliency.errors import UserError
 from saliency.report import build_report
-from saliency.runs import atomic_write_text
+from saliency.runs import atomic_write_text, run_lock
 
 log = logging.getLogger("saliency")
 
@@ -54,13 +55,15 @@ def select_stages(first: str | None = None, last: str | None = None) -> list[str
 def run_pipeline(cfg: Config, run_dir: Path, stages: list[str], force: bool = False) -> dict[str, dict[str, Any]]:
     """Run ``stages`` in order; ``force`` redoes them. Returns each stage's metrics."""
     run_dir = Path(run_dir)
-    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    results: dict[str, dict[str, Any]] = {}
-    for name in stages:
-        started = time.time()
-        log.info("== %s ==", name)
-        results[name] = stage_function(name)(cfg, run_dir, cfg.run.device, force=force)
-        log.info("%s: %.1f s", name, time.time() - started)
-    if distributed.is_writer():
-        log.info("report: %s", build_report(run_dir))
+    # Held across all stages, so no other process slips into the folder between two of them.
+    with run_lock(run_dir) if distributed.is_writer() else contextlib.nullcontext():
+        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+        results: dict[str, dict[str, Any]] = {}
+        for name in stages:
+            started = time.time()
+            log.info("== %s ==", name)
+            results[name] = stage_function(name)(cfg, run_dir, cfg.run.device, force=force)
+            log.info("%s: %.1f s", name, time.time() - started)
+        if distributed.is_writer():
+            log.info("report: %s", build_report(run_dir))
     return results

@@ -1,15 +1,21 @@
 """Run folders: one folder per run, one subfolder per stage, each with a ``manifest.json``.
 
 Every stage goes through :func:`run_stage`, which decides to skip (complete, same config, same
-inputs), resume (the stage's own checkpoints are left in place) or redo (``force``), records
-status, times, versions and metrics in the manifest, and logs to ``STAGE/log.txt``. All files
-are written atomically (temporary file in the same folder, then ``os.replace``), so a killed
-process leaves either the old file or the new one, never half of one.
+inputs, every output verified), resume (the stage's own checkpoints are left in place) or redo
+(``force``), records status, times, versions, metrics and the SHA-256 of every output in the
+manifest, and logs to ``STAGE/log.txt``. All files are written atomically (temporary file in the
+same folder, then ``os.replace``), so a killed process leaves either the old file or the new one,
+never half of one; the temporary files such a kill leaves are removed when the stage next starts.
+
+``--force`` never loses a result: the complete stage is moved aside and deleted only when the new
+one completes; if the new one fails, for any reason, the old one is put back. One process at a
+time works in a run folder (an advisory lock, released by the kernel when its holder dies).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -29,6 +35,9 @@ from saliency.errors import UserError
 log = logging.getLogger("saliency")
 
 MANIFEST = "manifest.json"
+LOG = "log.txt"
+LOCK = ".lock"
+ASIDE_SUFFIX = ".replaced"  # a complete stage under --force, kept until its replacement completes
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _VERSIONED_PACKAGES = ("saliency", "torch", "torchvision", "segmentation-models-pytorch", "numpy", "opencv-python-headless")
@@ -97,20 +106,46 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def fingerprint(path: Path) -> str:
-    """SHA-256 of a file, or of a folder's listing (relative names and sizes).
+    """SHA-256 of a file, or of a folder's contents (every file's relative name and SHA-256).
 
-    Folders are datasets or shard trees: hashing every byte of them on each run would cost more
-    than the check is worth, and a changed file almost always changes its size or name.
+    Contents, not names and sizes: a prediction rewritten at the same size must re-run what
+    depends on it. Hashing runs at several hundred MB/s, small against any stage.
     """
     path = Path(path)
     if path.is_file():
         return sha256_file(path)
     if path.is_dir():
         digest = hashlib.sha256()
-        for item in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(f"{item.relative_to(path).as_posix()}\t{item.stat().st_size}\n".encode())
+        for name, file_hash in sorted(folder_hashes(path).items()):
+            digest.update(f"{name}\t{file_hash}\n".encode())
         return "dir:" + digest.hexdigest()
     return "missing"
+
+
+def folder_hashes(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """``{relative posix name: SHA-256}`` of every file under ``folder`` except the top-level
+    names in ``skip`` and temporary files of an interrupted atomic write."""
+    folder = Path(folder)
+    hashes = {}
+    for item in sorted(folder.rglob("*")):
+        name = item.relative_to(folder).as_posix()
+        if item.is_file() and name not in skip and not _is_temporary(item):
+            hashes[name] = sha256_file(item)
+    return hashes
+
+
+def _is_temporary(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def remove_temporary_files(folder: Path) -> int:
+    """Delete what a kill between an atomic write and its rename left in ``folder``."""
+    removed = 0
+    for item in Path(folder).rglob(".*.tmp"):
+        if item.is_file():
+            item.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def package_versions() -> dict[str, str]:
@@ -122,13 +157,57 @@ def package_versions() -> dict[str, str]:
 
 
 def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
+    """The stage's manifest, or ``None`` when there is none or it is not a manifest (then the stage
+    counts as not complete and is redone or resumed, which is always safe)."""
     path = Path(stage_dir) / MANIFEST
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``RUN/.lock`` while a stage works in the run folder; a second process gets one line
+    naming the holder. Re-entrant within one process (``saliency run`` holds it across stages).
+    The kernel drops the lock when its holder dies, so a killed run never blocks the next one."""
+    run_dir = Path(run_dir)
+    key = str(run_dir.resolve())
+    if key in _HELD_LOCKS:  # this process holds it already (a stage inside `saliency run`)
+        yield
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run folder {run_dir} is a file; choose another --run or move the file")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(run_dir / LOCK, "a+")
+    except OSError as error:
+        raise UserError(f"cannot write in run folder {run_dir} ({error.strerror}); "
+                        "choose a writable --run folder") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise UserError(f"run folder {run_dir} is in use by {holder}; wait for it to finish "
+                        "or use another --run folder") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} on {platform.node()}\n")
+    handle.flush()
+    _HELD_LOCKS.add(key)
+    try:
+        yield
+    finally:
+        _HELD_LOCKS.discard(key)
+        handle.close()  # closing releases the lock; the file stays (removing it would race a waiter)
+
+
+_HELD_LOCKS: set[str] = set()
 
 
 @dataclass
@@ -149,16 +228,40 @@ class Stage:
     def input_hashes(self) -> dict[str, str]:
         return {key: fingerprint(path) for key, path in sorted(self.inputs.items())}
 
-    def completed_metrics(self) -> dict[str, Any] | None:
-        """The recorded metrics when this stage already completed with the same config and inputs."""
-        manifest = read_manifest(self.dir)
+    @property
+    def aside_dir(self) -> Path:
+        return Path(self.run_dir) / f".{self.name}{ASIDE_SUFFIX}"
+
+    def output_hashes(self) -> dict[str, str]:
+        return folder_hashes(self.dir, skip=(MANIFEST, LOG))
+
+    def matches(self, manifest: dict[str, Any] | None) -> bool:
+        """``manifest`` records a complete stage with this config, seed, precision and inputs."""
         if manifest is None or manifest.get("status") != "complete":
+            return False
+        return (_canonical(manifest.get("config")) == _canonical(self.config)
+                and manifest.get("inputs") == self.input_hashes()
+                and manifest.get("precision", "fp32") == self.precision
+                and manifest.get("seed") == self.seed)
+
+    def completed_metrics(self) -> dict[str, Any] | None:
+        """The recorded metrics when this stage already completed with the same config and inputs
+        and every output it recorded is still there, byte for byte."""
+        manifest = read_manifest(self.dir)
+        if not self.matches(manifest):
             return None
-        same_config = _canonical(manifest.get("config")) == _canonical(self.config)
-        same_inputs = manifest.get("inputs") == self.input_hashes()
-        same_precision = manifest.get("precision", "fp32") == self.precision
-        same = same_config and same_inputs and same_precision and manifest.get("seed") == self.seed
-        return manifest.get("metrics", {}) if same else None
+        outputs = manifest.get("outputs")
+        if not isinstance(outputs, dict) or not outputs:
+            log.info("%s: its manifest lists no verified outputs; redoing it", self.name)
+            return None
+        current = self.output_hashes()
+        changed = sorted(name for name, digest in outputs.items() if current.get(name) != digest)
+        if changed:
+            log.info("%s: %d output(s) missing or changed since it completed (%s); redoing it",
+                     self.name, len(changed), ", ".join(changed[:3]))
+            return None
+        metrics = manifest.get("metrics", {})
+        return metrics if isinstance(metrics, dict) else None
 
     def write_manifest(self, status: str, metrics: dict[str, Any] | None = None, error: str | None = None,
                        started: float | None = None) -> None:
@@ -174,40 +277,84 @@ class Stage:
             "metrics": metrics or {},
             "started": _iso(started) if started else previous.get("started"),
             "ended": _iso(time.time()) if status != "running" else None,
+            "attempt_started": started if started else previous.get("attempt_started"),
+            "seconds_before": previous.get("seconds_before", 0.0) if not started else _seconds_spent(self.dir, previous),
+            "attempts": previous.get("attempts", 0) + (1 if started else 0),
         }
+        if status == "complete":
+            manifest["outputs"] = self.output_hashes()
         if error:
             manifest["error"] = error
         atomic_write_json(self.dir / MANIFEST, manifest)
+
+
+def _seconds_spent(stage_dir: Path, previous: dict[str, Any]) -> float:
+    """Working seconds of the earlier attempts of an unfinished stage: each attempt ran from its
+    start to its end or, when it was killed, to the last file it wrote."""
+    if previous.get("status") not in ("running", "failed") or not isinstance(previous.get("attempt_started"), (int, float)):
+        return 0.0
+    files = [p for p in Path(stage_dir).rglob("*") if p.is_file() and p.name not in (MANIFEST, LOG)]
+    last = max((p.stat().st_mtime for p in files), default=previous["attempt_started"])
+    return round(float(previous.get("seconds_before", 0.0)) + max(0.0, last - previous["attempt_started"]), 3)
 
 
 def run_stage(stage: Stage, body: Callable[[Stage], dict[str, Any]], force: bool = False,
               is_writer: bool = True) -> dict[str, Any]:
     """Run ``body(stage)`` inside the stage's bookkeeping and return its metrics.
 
-    Skips a complete stage with the same config and inputs. ``force`` clears the stage folder first;
-    otherwise an interrupted stage's files stay, so ``body`` can resume from its checkpoints.
-    Only the writer process (rank 0 under torchrun) touches the manifest.
+    Skips a complete stage with the same config and inputs and verified outputs. ``force`` moves a
+    complete stage aside and deletes it only once the new one completes; otherwise an interrupted
+    stage's files stay, so ``body`` can resume from its checkpoints. Only the writer process
+    (rank 0 under torchrun) touches the folder's bookkeeping and holds the run lock.
     """
+    with run_lock(stage.run_dir) if is_writer else contextlib.nullcontext():
+        return _run_locked(stage, body, force, is_writer)
+
+
+def _run_locked(stage: Stage, body: Callable[[Stage], dict[str, Any]], force: bool, is_writer: bool) -> dict[str, Any]:
+    aside = stage.aside_dir if is_writer and stage.aside_dir.exists() else None
+    if aside is not None and _is_complete(stage.dir):
+        shutil.rmtree(aside)  # a forced redo completed, then was killed before it removed the old stage
+        aside = None
+    if aside is not None and not force and stage.matches(read_manifest(aside)):
+        # A forced redo was killed and the old result is what is asked for now: put it back.
+        shutil.rmtree(stage.dir, ignore_errors=True)
+        os.replace(aside, stage.dir)
+        aside = None
     if not force and (metrics := stage.completed_metrics()) is not None:
         log.info("%s: complete with the same config and inputs, skipped (use --force to redo)", stage.name)
         return metrics
     if force and is_writer and stage.dir.exists():
-        shutil.rmtree(stage.dir)
-    fresh, run_fresh = not stage.dir.exists(), not Path(stage.run_dir).exists()
+        if aside is None and _is_complete(stage.dir):
+            os.replace(stage.dir, stage.aside_dir)  # kept until the new stage completes
+            aside = stage.aside_dir
+        else:
+            shutil.rmtree(stage.dir)  # an unfinished stage: nothing there is worth keeping
+    run_dir = Path(stage.run_dir)
+    fresh = not stage.dir.exists()
+    run_fresh = not run_dir.is_dir() or all(p.name == LOCK for p in run_dir.iterdir())
     stage.dir.mkdir(parents=True, exist_ok=True)
+    if is_writer and (removed := remove_temporary_files(stage.dir)):
+        log.info("%s: removed %d temporary file(s) of an interrupted write", stage.name, removed)
     started = time.time()
     try:
-        with stage_log(stage.dir / "log.txt") if is_writer else contextlib.nullcontext():
+        with stage_log(stage.dir / LOG) if is_writer else contextlib.nullcontext():
             if is_writer:
                 stage.write_manifest("running", started=started)
             log.info("%s: started in %s", stage.name, stage.dir)
             metrics = dict(body(stage))
-            metrics.setdefault("seconds", round(time.time() - started, 3))
+            seconds_before = (read_manifest(stage.dir) or {}).get("seconds_before", 0.0) if is_writer else 0.0
+            metrics.setdefault("seconds", round(seconds_before + time.time() - started, 3))
             if is_writer:
                 stage.write_manifest("complete", metrics=metrics)
             log.info("%s: complete in %.1f s", stage.name, metrics["seconds"])
     except BaseException as error:
-        if is_writer and fresh and isinstance(error, UserError):
+        if is_writer and aside is not None:
+            # The redo failed: the complete stage it was replacing comes back untouched.
+            shutil.rmtree(stage.dir, ignore_errors=True)
+            os.replace(aside, stage.dir)
+            log.info("%s: the redo failed; the earlier complete stage is kept", stage.name)
+        elif is_writer and fresh and isinstance(error, UserError):
             # Bad input found before any result existed: leave no half-made stage behind.
             shutil.rmtree(stage.dir, ignore_errors=True)
             if run_fresh:
@@ -215,7 +362,13 @@ def run_stage(stage: Stage, body: Callable[[Stage], dict[str, Any]], force: bool
         elif is_writer:
             stage.write_manifest("failed", error=f"{type(error).__name__}: {error}")
         raise
+    if is_writer and aside is not None:
+        shutil.rmtree(aside)
     return metrics
+
+
+def _is_complete(stage_dir: Path) -> bool:
+    return (read_manifest(stage_dir) or {}).get("status") == "complete"
 
 
 @contextlib.contextmanager

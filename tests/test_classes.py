@@ -128,10 +128,14 @@ def test_missing_weights_offline_is_one_line_naming_the_file(run_cli, data_root:
     expected_path = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     assert str(expected_path) in result.err and "--classifier-weights" in result.err
     assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
-    # Once the file is in torchvision's cache it is used without any flag.
+    # A file in torchvision's cache under the published name must be the published file: its SHA-256
+    # starts with the 8 hex digits in that name. Random weights there are refused before use; the
+    # same file passed explicitly is the user's own, and used.
     expected_path.parent.mkdir(parents=True)
     torch.save(resnet18().state_dict(), expected_path)
-    assert classes.classifier_weights_path("resnet18", None) == expected_path
+    with pytest.raises(UserError, match="the cached resnet18-f37072fd.pth at .* expected f37072fd; delete it"):
+        classes.classifier_weights_path("resnet18", None)
+    assert classes.classifier_weights_path("resnet18", expected_path) == expected_path
 
 
 def test_wrong_state_dict_is_a_user_error(tmp_path: Path) -> None:

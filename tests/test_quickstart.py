@@ -1,7 +1,6 @@
 """The README's first command, whole: the quickstart's detector, trained on the built-in toyscene
-generator with no pixel label, must beat the empty-mask floor on the 500 real ECSSD test images
-and land near the figures the README publishes (it does not beat the centred Gaussian's max-Fβ and
-IoU yet; docs/quickstart.md).
+generator with no pixel label, must beat both trivial baselines on the 500 real ECSSD test images
+and land near the figures the README publishes (docs/quickstart.md).
 
 About 13 minutes on 2 cores, so it is kept out of a plain `pytest` (marker ``quickstart``); CI runs
 it on its own with `pytest -m quickstart`.
@@ -20,15 +19,18 @@ REPO = Path(__file__).resolve().parents[1]
 # The README's figures. The window is wider than the spread of U-Net seeds measured end to end on
 # ecssd-val (0.004 MAE, 0.003 max-Fβ, 0.007 IoU): another machine's CPU kernels change a training
 # run as a seed does.
-PUBLISHED = {"mae": 0.224, "max_fbeta": 0.532, "iou": 0.343, "accuracy": 0.799}
+PUBLISHED = {"mae": 0.227, "max_fbeta": 0.556, "iou": 0.392, "accuracy": 0.797}
 WINDOW = {"mae": 0.02, "max_fbeta": 0.04, "iou": 0.05, "accuracy": 0.02}
-BEATEN = {"zeros": ("mae", "accuracy")}  # what the quickstart must beat, freshly measured
+# What the quickstart must beat, freshly measured. IoU beats the centred Gaussian's 0.391 by 0.0007
+# on the machine that measured it, less than another machine's kernels move it, so IoU is held
+# to the README's window only; the other margins are 0.014-0.023.
+BEATEN = {"zeros": ("mae", "accuracy"), "center": ("max_fbeta", "accuracy")}
 LOWER_IS_BETTER = {"mae"}
 
 
 @pytest.mark.slow
 @pytest.mark.quickstart
-def test_quickstart_beats_the_floor_on_ecssd(data_root: Path, tmp_path: Path, run_cli) -> None:
+def test_quickstart_beats_both_baselines_on_ecssd(data_root: Path, tmp_path: Path, run_cli) -> None:
     run_dir = tmp_path / "quickstart"
     done = subprocess.run([sys.executable, "-m", "saliency", "run", str(REPO / "pipelines" / "quickstart.yaml"),
                            "--run", str(run_dir)], capture_output=True, text=True, timeout=1800)

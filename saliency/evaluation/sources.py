@@ -45,7 +45,7 @@ def fit_to_shape(prediction: np.ndarray, shape: tuple[int, int], origin: str) ->
 
 
 class FolderSource(PredictionSource):
-    """8-bit PNGs named by image stem, any size (resized to the mask's size)."""
+    """PNGs named by image stem (8- or 16-bit, or float TIFFs in [0, 1]), any size (resized to the mask's size)."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -63,7 +63,7 @@ class FolderSource(PredictionSource):
 
     def predict(self, dataset: PairFolder, stem: str, shape: tuple[int, int]) -> np.ndarray:
         path = self._files[stem]
-        prediction = read_gray(path).astype(np.float32) / 255.0
+        prediction = read_gray(path)
         return fit_to_shape(prediction, shape, str(path))
 
 

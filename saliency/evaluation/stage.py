@@ -15,6 +15,7 @@ from tqdm import tqdm
 from saliency.config import Config
 
 from saliency.datasets import PairFolder, resolve
+from saliency.errors import UserError
 from saliency.evaluation.sources import PredictionSource
 from saliency.metrics import EvaluationResult, SaliencyEvaluator
 from saliency.runs import Stage, atomic_write_json, atomic_write_text, run_stage
@@ -60,6 +61,8 @@ def run_eval(dataset_name: str, split: str | None, source: PredictionSource, met
     dataset = resolve(dataset_name, split)
     details = {"dataset": dataset_name, "split": split, "images": len(dataset), "source": source.name}
     if output is not None:
+        if Path(output).is_dir():
+            raise UserError(f"--output {output} is a folder; give a file name such as {Path(output) / 'metrics.json'}")
         result = evaluate(dataset, source, metrics)
         write_results(result, Path(output), details)
         return result.summary
@@ -82,7 +85,8 @@ def run_eval_checkpoint(cfg: Config, run_dir: Path, device: str | torch.device, 
 
     checkpoint = Path(run_dir) / "unet" / MODEL_FILE
     source = CheckpointSource(checkpoint, resolve_device(device), save_to=Path(run_dir) / "eval" / "predictions",
-                              activation=cfg.predict.activation, precision=cfg.run.precision, flip=cfg.predict.flip)
+                              activation=cfg.predict.activation, offset=cfg.predict.offset, flip=cfg.predict.flip,
+                              precision=cfg.run.precision)
     return run_eval(cfg.eval.dataset, cfg.eval.split, source, cfg.eval.metrics, run_dir=run_dir, force=force,
                     inputs={"checkpoint": checkpoint}, settings={"predict": dataclasses.asdict(cfg.predict)},
                     precision=cfg.run.precision)

@@ -7,6 +7,7 @@ a run builds the same generator; anything else is resolved by :mod:`.weights`.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import torch
@@ -41,6 +42,11 @@ def load(name: str, weights: str | None = None, device: str | torch.device = "cp
     _import_builtin()
     if name not in _REGISTRY:
         raise UserError(f"unknown generator {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
+    accepted = [key for key in inspect.signature(_REGISTRY[name]).parameters if key != "weights"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise UserError(f"generator.options.{unknown[0]} is not an option of {name}; "
+                        f"its options: {', '.join(accepted) or 'none'}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_WEIGHTS_SEED)  # "random" weights: the same ones in every stage and process
         model = _REGISTRY[name](weights=weights, **options)

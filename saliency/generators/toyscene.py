@@ -51,7 +51,7 @@ _WHITE_SLOPE, _WHITE_CENTRE = 3.0, 1.75
 _PALE_SLOPE, _PALE_CENTRE = 5.0, 1.45
 _OBJECT_CAP = 0.9  # object colour channels stay below this (before paleness), so θ = 0.95 finds them
 _BACKGROUND_TEXTURE, _OBJECT_TEXTURE = 0.6, 0.6  # largest contrast of each one's 1/f texture
-_SPREAD = 0.4  # object centres within ±_SPREAD of the frame's half-width (most within a fifth)
+_SPREAD = 0.25  # object centres within ±_SPREAD of the frame's half-width (photographers centre their subject)
 _SCALE = (0.25, 0.6)  # object radius in half-widths: smallest, range
 
 

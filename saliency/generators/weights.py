@@ -20,7 +20,9 @@ the member with the file's name is extracted and the archive deleted.
 from __future__ import annotations
 
 import http.client
+import logging
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -37,6 +39,9 @@ from tqdm import tqdm
 from saliency.errors import UserError
 from saliency.runs import load_torch_file, sha256_file
 
+log = logging.getLogger("saliency")
+
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,64})\.")  # torchvision's convention (torch.hub.HASH_REGEX)
 CACHE_ENV = "SALIENCY_CACHE"
 OFFLINE_ENV = "SALIENCY_OFFLINE"
 DEFAULT_CACHE = "~/.cache/saliency"
@@ -48,14 +53,23 @@ _NETWORK_ERRORS = (OSError, urllib.error.URLError, http.client.HTTPException)
 @dataclass(frozen=True)
 class WeightFile:
     """One published file. ``size`` (bytes) and ``sha256`` describe the file as stored in the
-    cache and are checked when known; ``in_tar``: ``url`` is a tar archive holding a member
-    of this file ``name`` (in any folder)."""
+    cache and are checked when known; ``sha256`` may be a prefix when that is all the publisher
+    gives (torchvision names its files ``NAME-<first 8 hex digits of the SHA-256>.pth``). Only
+    checksums the publisher documents are set here, never ones computed from a copy of unknown
+    origin; a file without one is used with a warning that says so. ``in_tar``: ``url`` is a
+    tar archive holding a member of this file ``name`` (in any folder)."""
 
     name: str
     url: str
     size: int | None = None
     sha256: str | None = None
     in_tar: bool = False
+
+    @classmethod
+    def from_hashed_url(cls, name: str, url: str) -> "WeightFile":
+        """A file whose URL carries its SHA-256 prefix the torchvision way (``resnet18-f37072fd.pth``)."""
+        match = _HASH_IN_NAME.search(PurePosixPath(url).name)
+        return cls(name, url, sha256=match.group(1) if match else None)
 
 
 @dataclass(frozen=True)
@@ -114,9 +128,11 @@ def resolve_weights(spec: WeightsSpec, weights: str | os.PathLike[str] | None) -
     folder = cache_dir() / spec.generator
     for file in spec.files:
         target = folder / file.name
-        if not target.is_file():
-            fetch_or_explain(f"{spec.generator} weights", file, target,
-                             remedy=f"put {file.name} at {target} or pass --weights PATH")
+        remedy = f"put {file.name} at {target} or pass --weights PATH"
+        if target.is_file():
+            verify_cached(f"{spec.generator} weights", file, target, remedy)
+        else:
+            fetch_or_explain(f"{spec.generator} weights", file, target, remedy=remedy)
     return folder / spec.checkpoint.name
 
 
@@ -129,10 +145,21 @@ def resolve_published_directions(generator: str) -> Path:
                         f"(published: {known}); give the deformator file (.pt/.pth)")
     file = PUBLISHED_DIRECTIONS[generator]
     target = cache_dir() / generator / file.name
-    if not target.is_file():
-        fetch_or_explain(f"{generator} published directions", file, target,
-                         remedy=f"put {file.name} at {target} or set discover.import_path")
+    remedy = f"put {file.name} at {target} or set discover.import_path"
+    if target.is_file():
+        verify_cached(f"{generator} published directions", file, target, remedy)
+    else:
+        fetch_or_explain(f"{generator} published directions", file, target, remedy=remedy)
     return target
+
+
+def verify_cached(what: str, file: WeightFile, path: Path, remedy: str) -> None:
+    """Check a cached copy of a published file before it is used (a cache can be edited or
+    truncated after its download was verified)."""
+    try:
+        _verify(path, file, f"at {path}")
+    except _CorruptDownload as err:
+        raise UserError(f"{what}: the cached {err}; delete it to download it again, or {remedy}") from None
 
 
 def _user_checkpoint(spec: WeightsSpec, path: Path) -> Path:
@@ -166,7 +193,7 @@ def download(file: WeightFile, target: Path) -> None:
         with open(fetched, "wb") as out:
             _stream(file.url, out, None if file.in_tar else file.size, desc=file.name)
         payload = _extract_member(fetched, file, Path(tmp) / file.name) if file.in_tar else fetched
-        _verify(payload, file)
+        _verify(payload, file, f"from {file.url}")
         os.replace(payload, target)
 
 
@@ -195,14 +222,19 @@ def _extract_member(archive: Path, file: WeightFile, dest: Path) -> Path:
     return dest
 
 
-def _verify(path: Path, file: WeightFile) -> None:
+def _verify(path: Path, file: WeightFile, origin: str) -> None:
+    """Size and SHA-256 (or its published prefix) of ``path`` against ``file``; ``origin`` says
+    where the bytes came from, for the message."""
     size = path.stat().st_size
     if file.size is not None and size != file.size:
-        raise _CorruptDownload(f"{file.name} from {file.url} has {size} bytes, expected {file.size}")
+        raise _CorruptDownload(f"{file.name} {origin} has {size} bytes, expected {file.size}")
     if file.sha256 is not None:
         digest = sha256_file(path)
-        if digest != file.sha256.lower():
-            raise _CorruptDownload(f"{file.name} from {file.url} has SHA-256 {digest}, expected {file.sha256}")
+        if not digest.startswith(file.sha256.lower()):
+            raise _CorruptDownload(f"{file.name} {origin} has SHA-256 {digest}, expected {file.sha256}")
+    elif file.size is None:
+        log.warning("%s: its publisher gives no checksum, so it is used unverified (only its format is checked "
+                    "when it loads)", file.name)
 
 
 def _one_line(err: BaseException) -> str:

@@ -68,7 +68,7 @@ def case_figure(stems: list[str], predictions: Path, dataset: PairFolder | None,
 
 
 def _tiles(stem: str, predictions: Path, dataset: PairFolder | None) -> list[np.ndarray]:
-    prediction = read_gray(Path(predictions) / f"{stem}.png")
+    prediction = np.round(read_gray(Path(predictions) / f"{stem}.png") * 255).astype(np.uint8)
     if dataset is None:
         return [prediction]
     return [dataset.image(stem), dataset.mask(stem).astype(np.uint8) * 255, prediction]

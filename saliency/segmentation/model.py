@@ -129,10 +129,17 @@ def load_unet(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module
     checkpoint = load_torch_file(path, "U-Net checkpoint", "give a model.pt written by `saliency train-unet`")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") not in (FORMAT, LEGACY_FORMAT):
         raise UserError(f"checkpoint {path} is not a saliency U-Net ({FORMAT}); use unet/model.pt of a run")
-    spec = UnetSpec(checkpoint.get("arch", "smp"), checkpoint["encoder"], None,
-                    int(checkpoint.get("width", CLASSIC_WIDTHS[0])))
-    model = build_unet(spec)
-    model.load_state_dict(checkpoint["state_dict"])
+    remedy = "it was damaged or edited; use unet/model.pt of a run or retrain with `saliency train-unet --force`"
+    try:
+        spec = UnetSpec(checkpoint.get("arch", "smp"), checkpoint["encoder"], None,
+                        int(checkpoint.get("width", CLASSIC_WIDTHS[0])))
+        model = build_unet(spec)
+        model.load_state_dict(checkpoint["state_dict"])
+    except UserError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise UserError(f"checkpoint {path} has the U-Net format tag but not its contents ({reason}); {remedy}") from None
     extras = {k: v for k, v in checkpoint.items() if k != "state_dict"}
     extras.setdefault("arch", spec.arch)
     return model.to(device).eval(), extras

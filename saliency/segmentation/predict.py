@@ -3,16 +3,19 @@ BigGAN), predict, foreground probability, resize back to the image's size (docs/
 
 The foreground probability is ``predict.activation``: ``sigmoid-logit`` (GanLatentDiscovery's
 inference: sigmoid of the raw foreground logit) or ``softmax`` (BigGANsAreWatching's: softmax
-channel 1). ``predict.flip`` averages the probability with that of the mirrored image (test-time
-augmentation; off in the papers). A checkpoint records both settings of the run that trained it; an
-explicit choice wins.
+channel 1). ``predict.offset`` is added to the foreground logit first: a calibration of what 0.5
+means on photographs, for a U-Net trained on synthetic pairs (0 in the papers). ``predict.flip``
+averages the probability with that of the mirrored image (test-time augmentation; off in the
+papers). All of them travel together as one :class:`Inference`; a checkpoint records those of the
+run that trained it, and an explicit choice wins.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -40,11 +43,39 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def foreground_probability(logits: torch.Tensor, activation: str = DEFAULT_ACTIVATION) -> torch.Tensor:
-    """``(N, H, W)`` in [0, 1] by the named activation (see the module docstring)."""
+def foreground_probability(logits: torch.Tensor, activation: str = DEFAULT_ACTIVATION,
+                           offset: float = 0.0) -> torch.Tensor:
+    """``(N, H, W)`` in [0, 1] by the named activation, the foreground logit raised by ``offset``
+    first (see the module docstring)."""
     if activation not in ACTIVATIONS:
         raise UserError(f"predict.activation {activation!r} is not known; choose one of {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[activation](logits.float())
+    logits = logits.float()
+    if offset:
+        logits = torch.cat([logits[:, :1], logits[:, 1:2] + offset, logits[:, 2:]], dim=1)
+    return ACTIVATIONS[activation](logits)
+
+
+@dataclasses.dataclass(frozen=True)
+class Inference:
+    """How a U-Net's output becomes a saliency map: the scale it sees (``shorter_side``, its
+    training resolution), ``activation``, ``offset``, mirror averaging (``flip``) and ``precision``."""
+
+    shorter_side: int = SHORTER_SIDE
+    activation: str = DEFAULT_ACTIVATION
+    offset: float = 0.0
+    flip: bool = False
+    precision: str = "fp32"
+
+    @classmethod
+    def of_checkpoint(cls, extras: dict[str, Any]) -> "Inference":
+        """The settings a ``model.pt`` recorded (older checkpoints: the papers' defaults)."""
+        return cls(shorter_side=int(extras.get("resolution", SHORTER_SIDE)),
+                   activation=str(extras.get("activation", DEFAULT_ACTIVATION)),
+                   offset=float(extras.get("offset", 0.0)), flip=bool(extras.get("flip", False)))
+
+    def replace(self, **changes: Any) -> "Inference":
+        """A copy with ``changes``; a change of ``None`` keeps the current value (an option not given)."""
+        return dataclasses.replace(self, **{key: value for key, value in changes.items() if value is not None})
 
 
 def to_input(image: np.ndarray, shorter_side: int = SHORTER_SIDE) -> torch.Tensor:
@@ -60,12 +91,11 @@ def to_input(image: np.ndarray, shorter_side: int = SHORTER_SIDE) -> torch.Tenso
 
 @torch.no_grad()
 def predict_image(model: nn.Module, image: np.ndarray, device: str | torch.device = "cpu",
-                  shorter_side: int = SHORTER_SIDE, activation: str = DEFAULT_ACTIVATION,
-                  precision: str = "fp32", flip: bool = False) -> np.ndarray:
-    """Foreground probability ``(H, W)`` in [0, 1] at the image's own size; with ``flip``, the mean of
-    the image's and its mirror image's (mirrored back)."""
-    batch = to_input(image, shorter_side).to(device)
-    if flip:
+                  inference: Inference = Inference()) -> np.ndarray:
+    """Foreground probability ``(H, W)`` in [0, 1] at the image's own size; with ``inference.flip``,
+    the mean of the image's and its mirror image's (mirrored back)."""
+    batch = to_input(image, inference.shorter_side).to(device)
+    if inference.flip:
         batch = torch.cat([batch, batch.flip(-1)])
     height, width = batch.shape[-2:]
     multiple = getattr(model, "size_multiple", 1)
@@ -73,10 +103,10 @@ def predict_image(model: nn.Module, image: np.ndarray, device: str | torch.devic
     if pad_h or pad_w:
         mode = "reflect" if min(height, width) > max(pad_h, pad_w) else "replicate"
         batch = F.pad(batch, (0, pad_w, 0, pad_h), mode=mode)
-    with autocast(batch.device, precision):
+    with autocast(batch.device, inference.precision):
         logits = model(batch)
-    probabilities = foreground_probability(logits, activation)[:, :height, :width]
-    if flip:
+    probabilities = foreground_probability(logits, inference.activation, inference.offset)[:, :height, :width]
+    if inference.flip:
         probabilities = (probabilities[:1] + probabilities[1:].flip(-1)) / 2
     probability = probabilities[0].cpu().numpy()
     return cv2.resize(probability, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
@@ -89,32 +119,29 @@ def to_png(probability: np.ndarray) -> bytes:
 
 
 class Predictor:
-    """A loaded checkpoint with its inference settings: training resolution, activation, flip,
-    precision (``None`` = the checkpoint's own)."""
+    """A loaded checkpoint with its :class:`Inference`: the checkpoint's own settings, with
+    ``overrides`` (``activation=``, ``offset=``, ``flip=``, ``precision=``; ``None`` keeps) on top."""
 
-    def __init__(self, checkpoint: Path, device: str | torch.device = "cpu", activation: str | None = None,
-                 precision: str = "fp32", flip: bool | None = None) -> None:
+    def __init__(self, checkpoint: Path, device: str | torch.device = "cpu", **overrides: Any) -> None:
         self.model, extras = load_unet(checkpoint, device)
-        self.device, self.precision = device, precision
-        self.shorter_side = int(extras.get("resolution", SHORTER_SIDE))
-        self.activation = activation or extras.get("activation", DEFAULT_ACTIVATION)
-        self.flip = bool(extras.get("flip", False)) if flip is None else flip
-        foreground_probability(torch.zeros(1, 2, 1, 1), self.activation)  # an unknown name fails here, once
+        self.device = device
+        self.inference = Inference.of_checkpoint(extras).replace(**overrides)
+        foreground_probability(torch.zeros(1, 2, 1, 1), self.inference.activation)  # an unknown name fails here, once
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        return predict_image(self.model, image, self.device, self.shorter_side, self.activation, self.precision,
-                             self.flip)
+        return predict_image(self.model, image, self.device, self.inference)
 
 
 def predict_folder(checkpoint: Path, images: Path, out: Path, device: str | torch.device = "cpu",
-                   activation: str | None = None, precision: str = "fp32", flip: bool | None = None) -> int:
-    """An 8-bit PNG per image of ``images`` into ``out`` (existing predictions are kept: resumable)."""
+                   **overrides: Any) -> int:
+    """An 8-bit PNG per image of ``images`` into ``out`` (existing predictions are kept: resumable);
+    ``overrides`` change the checkpoint's inference settings (see :class:`Predictor`)."""
     if not Path(images).is_dir():
         raise UserError(f"image folder {images} not found")
     files = list_images(images)
     if not files:
         raise UserError(f"image folder {images} holds no .jpg or .png images")
-    predictor = Predictor(checkpoint, device, activation, precision, flip)
+    predictor = Predictor(checkpoint, device, **overrides)
     written = 0
     for stem, path in tqdm(sorted(files.items()), desc="predicting", unit="img"):
         target = Path(out) / f"{stem}.png"
@@ -129,15 +156,15 @@ class CheckpointSource(PredictionSource):
     """Predictions of a trained U-Net, optionally saved as PNGs (the 8-bit maps that are scored)."""
 
     def __init__(self, checkpoint: Path, device: str | torch.device = "cpu", save_to: Path | None = None,
-                 activation: str | None = None, precision: str = "fp32", flip: bool | None = None):
+                 **overrides: Any):
         self.checkpoint = Path(checkpoint)
-        self.device, self.activation, self.precision, self.flip = device, activation, precision, flip
+        self.device, self.overrides = device, overrides
         self.save_to = save_to
         self.name = f"checkpoint:{self.checkpoint}"
         self._predictor: Predictor | None = None
 
     def check(self, dataset: PairFolder) -> None:
-        self._predictor = Predictor(self.checkpoint, self.device, self.activation, self.precision, self.flip)
+        self._predictor = Predictor(self.checkpoint, self.device, **self.overrides)
 
     def predict(self, dataset: PairFolder, stem: str, shape: tuple[int, int]) -> np.ndarray:
         assert self._predictor is not None, "check() loads the model first"

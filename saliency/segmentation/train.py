@@ -31,7 +31,7 @@ from saliency.errors import UserError
 from saliency.runs import Stage, load_torch_file, read_manifest, run_stage
 from saliency.segmentation.augment import Augmenter
 from saliency.segmentation.model import UnetSpec, build_unet, save_unet
-from saliency.segmentation.predict import predict_image
+from saliency.segmentation.predict import Inference, predict_image
 from saliency.training import History, ProgressLog, load_checkpoint, save_checkpoint, save_curves, step_rng
 
 log = logging.getLogger("saliency")
@@ -93,12 +93,12 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, temperature: fl
 
 @torch.no_grad()
 def sample_mae(model: nn.Module, dataset: PairFolder, stems: list[str], device: torch.device,
-               shorter_side: int, activation: str, precision: str = "fp32", flip: bool = False) -> float:
+               inference: Inference) -> float:
     """MAE of the current model on ``stems`` (the run's inference, at the masks' size)."""
     was_training = model.training
     model.eval()
-    errors = [float(np.abs(predict_image(model, dataset.image(s), device, shorter_side, activation, precision, flip)
-                           - dataset.mask(s)).mean()) for s in stems]
+    errors = [float(np.abs(predict_image(model, dataset.image(s), device, inference) - dataset.mask(s)).mean())
+              for s in stems]
     model.train(was_training)
     return float(np.mean(errors))
 
@@ -180,8 +180,9 @@ def run_train_unet(cfg: Config, run_dir: Path, device: str | torch.device, force
     ``pairs`` defaults to the synthetic pairs of ``run_dir/synth`` (or the online synthesizer)."""
     device = distributed.resolve_device(device)
     distributed.init(device)
-    section = {"unet": dataclasses.asdict(cfg.unet), "eval": {"dataset": cfg.eval.dataset, "split": cfg.eval.split},
-               "predict": dataclasses.asdict(cfg.predict)}
+    # The predict section is not part of the stage's identity: inference settings change no weights
+    # (model.pt records those of the run that trained it, as defaults for `saliency predict`).
+    section = {"unet": dataclasses.asdict(cfg.unet), "eval": {"dataset": cfg.eval.dataset, "split": cfg.eval.split}}
     inputs: dict[str, Path] = {}
     if pairs is None and cfg.unet.source == "shards":
         inputs = {"pairs": Path(run_dir) / "synth" / "manifest.json"}
@@ -207,9 +208,9 @@ def _train_stage(stage: Stage, cfg: Config, run_dir: Path, device: torch.device,
     if options.eval_images > 0:
         real = resolve(cfg.eval.dataset, cfg.eval.split)
         stems = list(real.stems[:: max(1, len(real) // options.eval_images)][: options.eval_images])
-        monitor = functools.partial(sample_mae, dataset=real, stems=stems, device=device, shorter_side=resolution,
-                                    activation=cfg.predict.activation, precision=cfg.run.precision,
-                                    flip=cfg.predict.flip)
+        inference = Inference(resolution, cfg.predict.activation, cfg.predict.offset, cfg.predict.flip,
+                              cfg.run.precision)
+        monitor = functools.partial(sample_mae, dataset=real, stems=stems, device=device, inference=inference)
     torch.manual_seed(options.seed)  # the U-Net's initial weights
     spec = UnetSpec.from_config(options)
     model = build_unet(spec)
@@ -223,7 +224,7 @@ def _train_stage(stage: Stage, cfg: Config, run_dir: Path, device: torch.device,
     if distributed.is_writer():
         save_unet(model, stage.dir / MODEL_FILE, spec, {"step": len(history.rows), "resolution": resolution,
                                                          "activation": cfg.predict.activation,
-                                                         "flip": cfg.predict.flip})
+                                                         "offset": cfg.predict.offset, "flip": cfg.predict.flip})
         history.write_csv(stage.dir / "losses.csv")
         save_curves(history, stage.dir / "curves.png", {"loss": ("loss",), "accuracy and MAE": ("pixel_accuracy",)},
                     extra={f"MAE on {cfg.eval.dataset}/{cfg.eval.split}": ([s for s, _ in checks], [m for _, m in checks])}

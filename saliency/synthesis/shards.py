@@ -32,7 +32,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.utils import make_grid
 
-from saliency.datasets.io import read_gray, read_image
+from saliency.datasets.io import read_image, read_mask
 from saliency.runs import atomic_write_bytes, atomic_write_json, atomic_write_text
 from saliency.synthesis.online import PairSampler, from_uint8, shard_counts, shard_draws
 
@@ -200,5 +200,5 @@ class ShardDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, mask_path = self.pairs[index]
         image = from_uint8(torch.tensor(read_image(image_path)))
-        mask = torch.tensor(read_gray(mask_path) > 127).long()
+        mask = torch.tensor(read_mask(mask_path)).long()
         return image, mask

@@ -87,7 +87,8 @@ def test_objects_are_off_centre_at_many_sizes(scene: ToyScene, batch) -> None:
     assert 0.04 < float(area.quantile(0.1)) and float(area.quantile(0.9)) < 0.5
     grid = (torch.arange(64) + 0.5) / 64
     centre_x = (masks.sum(1) * grid).sum(1) / masks.sum((1, 2)).clamp_min(1)
-    assert float((centre_x - 0.5).abs().quantile(0.75)) > 0.08, "not always centred"
+    # Centres spread over ±1/8 of the frame (toyscene._SPREAD); the quartile is 0.075-0.081 over seeds.
+    assert float((centre_x - 0.5).abs().quantile(0.75)) > 0.05, "not always centred"
 
 
 def test_background_texture_has_a_natural_spectrum(scene: ToyScene) -> None:

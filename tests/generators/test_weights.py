@@ -17,7 +17,8 @@ import torch
 
 from saliency.errors import UserError
 from saliency.generators.weights import (
-    PUBLISHED_WEIGHTS, WeightFile, WeightsSpec, imagenet_class_names, load_checkpoint, resolve_weights,
+    PUBLISHED_DIRECTIONS, PUBLISHED_WEIGHTS, WeightFile, WeightsSpec, imagenet_class_names, load_checkpoint,
+    resolve_weights,
 )
 
 FORMATS_README = Path(__file__).resolve().parents[3] / "shared" / "formats" / "README.md"
@@ -185,6 +186,36 @@ def test_published_urls_are_the_documented_ones() -> None:
         base = "https://s3.amazonaws.com/models.huggingface.co/biggan/biggan-deep-"
         assert base in readme
         assert urls == [f"{base}{size}-pytorch_model.bin", f"{base}{size}-config.json"]
+
+
+def test_a_cached_file_is_verified_before_it_is_used(cache: Path) -> None:
+    (cache / "toy-gan").mkdir(parents=True)
+    (cache / "toy-gan" / "w.pth").write_bytes(PAYLOAD[:-1])  # truncated after its download was checked
+    file = WeightFile("w.pth", UNREACHABLE, sha256=hashlib.sha256(PAYLOAD).hexdigest())
+    with pytest.raises(UserError, match="the cached w.pth at .* has SHA-256 .*; delete it to download it again"):
+        resolve_weights(spec_for(file), None)
+    (cache / "toy-gan" / "w.pth").write_bytes(PAYLOAD)
+    assert resolve_weights(spec_for(file), None) == cache / "toy-gan" / "w.pth"
+
+
+def test_a_file_without_a_published_checksum_is_used_with_a_warning(cache: Path, caplog) -> None:
+    (cache / "toy-gan").mkdir(parents=True)
+    (cache / "toy-gan" / "w.pth").write_bytes(PAYLOAD)
+    resolve_weights(spec_for(WeightFile("w.pth", UNREACHABLE)), None)
+    assert "w.pth: its publisher gives no checksum, so it is used unverified" in caplog.text
+
+
+def test_published_checksums_are_only_the_documented_ones() -> None:
+    from torchvision.models import ResNet18_Weights
+
+    from saliency.classes import get_classifier
+
+    url = get_classifier("resnet18").weights_url
+    assert url == ResNet18_Weights.IMAGENET1K_V1.url and url.endswith("resnet18-f37072fd.pth")
+    assert WeightFile.from_hashed_url("resnet18.pth", url).sha256 == "f37072fd"  # torchvision's name carries it
+    # The GAN files' publishers (Dropbox, the old Hugging Face S3 bucket) document no checksum: none is claimed.
+    published = [f for spec in PUBLISHED_WEIGHTS.values() for f in spec.files] + list(PUBLISHED_DIRECTIONS.values())
+    assert all(f.sha256 is None and f.size is None for f in published)
 
 
 def test_imagenet_class_names() -> None:

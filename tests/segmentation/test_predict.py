@@ -13,7 +13,7 @@ import torch
 
 from saliency.errors import UserError
 from saliency.segmentation.model import ClassicUNet, UnetSpec, build_unet, load_unet, save_unet
-from saliency.segmentation.predict import foreground_probability, predict_image, to_input
+from saliency.segmentation.predict import Inference, foreground_probability, predict_image, to_input
 
 SMP = UnetSpec("smp", "resnet18")
 
@@ -72,7 +72,7 @@ def test_inference_resizes_shorter_side_to_128_and_back(checkpoint: Path) -> Non
     assert to_input(image[:, :449]).shape == (1, 3, 128, 191)
     model, _ = load_unet(checkpoint)
     for activation in ("softmax", "sigmoid-logit"):
-        probability = predict_image(model, image, activation=activation)
+        probability = predict_image(model, image, inference=Inference(activation=activation))
         assert probability.shape == (300, 451) and probability.dtype == np.float32
         assert 0 <= probability.min() and probability.max() <= 1
 
@@ -83,10 +83,11 @@ def test_flip_averages_with_the_mirrored_prediction(checkpoint: Path) -> None:
     image = np.random.default_rng(1).integers(0, 255, (130, 170, 3), dtype=np.uint8)
     model, _ = load_unet(checkpoint)
     plain, mirrored = predict_image(model, image), predict_image(model, image[:, ::-1].copy())
-    flipped = predict_image(model, image, flip=True)
+    flipped = predict_image(model, image, inference=Inference(flip=True))
     assert np.abs(plain - mirrored[:, ::-1]).max() > 1e-3  # the random U-Net is not symmetric
     np.testing.assert_allclose(flipped, (plain + mirrored[:, ::-1]) / 2, atol=1e-5)
-    np.testing.assert_allclose(predict_image(model, image[:, ::-1].copy(), flip=True), flipped[:, ::-1], atol=1e-5)
+    np.testing.assert_allclose(predict_image(model, image[:, ::-1].copy(), inference=Inference(flip=True)),
+                               flipped[:, ::-1], atol=1e-5)
 
 
 def test_predict_and_eval_checkpoint_commands(run_cli, checkpoint: Path, ecssd_root: Path, tmp_path: Path) -> None:
@@ -108,3 +109,19 @@ def test_predict_and_eval_checkpoint_commands(run_cli, checkpoint: Path, ecssd_r
     # Scoring a checkpoint is scoring the 8-bit PNGs it writes.
     assert json.loads((tmp_path / "f.json").read_text())["metrics"] == pytest.approx(metrics)
     assert sorted(p.name for p in (tmp_path / "run" / "eval" / "predictions").iterdir()) == ["0501.png", "0502.png"]
+
+
+def test_offset_raises_the_foreground_logit_before_the_activation() -> None:
+    logits = torch.randn(2, 2, 3, 3, generator=torch.Generator().manual_seed(0))
+    expected = {"softmax": lambda o: torch.sigmoid(logits[:, 1] - logits[:, 0] + o),
+                "sigmoid-logit": lambda o: torch.sigmoid(logits[:, 1] + o)}
+    for activation, formula in expected.items():
+        for offset in (0.0, 0.75, -1.5):
+            torch.testing.assert_close(foreground_probability(logits, activation, offset), formula(offset))
+
+
+def test_inference_settings_come_from_the_checkpoint_unless_given() -> None:
+    recorded = Inference.of_checkpoint({"resolution": 64, "activation": "softmax", "offset": 0.5, "flip": True})
+    assert recorded == Inference(shorter_side=64, activation="softmax", offset=0.5, flip=True)
+    assert recorded.replace(offset=None, flip=False) == Inference(64, "softmax", 0.5, False)
+    assert Inference.of_checkpoint({}) == Inference()  # older checkpoints: the papers' inference

@@ -1,0 +1,118 @@
+"""kill -9 soak: every long stage, killed at three seeded random points and resumed, ends with the
+same artifacts, byte for byte, as a run that was never interrupted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from saliency.runs import LOCK, LOG, MANIFEST, sha256_file
+
+REPO = Path(__file__).resolve().parents[1]
+LONG_STAGES = ("discover", "rank", "synth", "unet", "eval")
+KILLS_PER_STAGE = 3
+# The quickstart's stages on a small toyworld, with checkpoints often enough for kills to land between them.
+SETTINGS = {"generator.name": "toyworld", "generator.options": json.dumps({"dim_z": 16, "resolution": 32}),
+            "discover.steps": 100, "discover.checkpoint_every": 10, "discover.rca_samples": 64,
+            "rank.dvn_samples": 96, "rank.dvn_steps": 30, "synth.n": 128, "synth.shard_size": 32,
+            "unet.source": "shards", "unet.steps": 40, "unet.batch_size": 8, "unet.checkpoint_every": 5,
+            "unet.eval_images": 0, "eval.split": "all"}
+NOT_ARTIFACTS = {MANIFEST, LOG}  # times and log lines differ between any two runs
+TEXT_SUFFIXES = (".json", ".jsonl", ".csv", ".yaml", ".txt")
+
+
+def _command(run_dir: Path, dataset: Path, until: str) -> list[str]:
+    settings = {**SETTINGS, "eval.dataset": str(dataset)}
+    return [sys.executable, "-m", "saliency", "run", str(REPO / "pipelines" / "quickstart.yaml"), "--run", str(run_dir),
+            "--until", until, *[f"--set={key}={value}" for key, value in settings.items()]]
+
+
+def _artifacts(run_dir: Path, stage: str) -> dict[str, object]:
+    """Every result file of ``stage``: its SHA-256, with the run folder's own path masked in text
+    files (eval records which model.pt it scored); a training checkpoint's loaded contents (after a
+    resume torch.save may lay out the same tensors in another order inside its zip)."""
+    found: dict[str, object] = {}
+    for path in sorted((run_dir / stage).rglob("*")):
+        if path.is_file() and path.name not in NOT_ARTIFACTS:
+            name = path.relative_to(run_dir / stage).as_posix()
+            if name.startswith("checkpoints/"):
+                found[name] = _contents(path)
+            elif path.suffix in TEXT_SUFFIXES:
+                found[name] = hashlib.sha256(path.read_text().replace(str(run_dir), "RUN").encode()).hexdigest()
+            else:
+                found[name] = sha256_file(path)
+    return found
+
+
+def _contents(path: Path) -> object:
+    """A checkpoint as nested plain values, tensors as (dtype, shape, bytes), comparable with ==."""
+    def plain(value: object) -> object:
+        if isinstance(value, torch.Tensor):
+            return str(value.dtype), tuple(value.shape), value.contiguous().numpy().tobytes()
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(item) for item in value]
+        return value
+
+    return plain(torch.load(path, map_location="cpu", weights_only=True))
+
+
+def _stage_seconds(run_dir: Path, stage: str) -> float:
+    return float(json.loads((run_dir / stage / MANIFEST).read_text())["metrics"]["seconds"])
+
+
+def _kill_during(command: list[str], stage_dir: Path, delay: float, env: dict[str, str]) -> None:
+    """Start ``command``; once ``stage_dir`` is running, wait ``delay`` seconds and kill -9."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while process.poll() is None and time.time() < deadline:
+        manifest = stage_dir / MANIFEST
+        if manifest.is_file() and '"status": "running"' in manifest.read_text():
+            break
+        time.sleep(0.05)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_then_resume_gives_the_same_artifacts(ecssd_root: Path, tmp_path: Path) -> None:
+    dataset = tmp_path / "ecssd-24"  # eval's images: a slice of the real data
+    for source, folder in (("images", "images"), ("ground_truth_mask", "masks")):
+        (dataset / folder).mkdir(parents=True)
+        for path in sorted((ecssd_root / source).iterdir())[:24]:
+            shutil.copy(path, dataset / folder / path.name)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    reference = tmp_path / "reference"
+    done = subprocess.run(_command(reference, dataset, "eval"), env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rng = random.Random(0)
+    for index, stage in enumerate(LONG_STAGES):
+        run_dir = tmp_path / f"killed-{stage}"
+        run_dir.mkdir()
+        for earlier in LONG_STAGES[:index] + (("classes",) if stage in ("synth", "unet", "eval") else ()):
+            shutil.copytree(reference / earlier, run_dir / earlier)  # complete: skipped, not redone
+        seconds = _stage_seconds(reference, stage)
+        # Three points of the stage's timeline; each attempt resumes where the last was killed.
+        points = sorted(rng.uniform(0.1, 0.9) * seconds for _ in range(KILLS_PER_STAGE))
+        kills = [round(b - a, 2) for a, b in zip([0.0, *points], points)]
+        for delay in kills:
+            _kill_during(_command(run_dir, dataset, stage), run_dir / stage, delay, env)
+            status = json.loads((run_dir / stage / MANIFEST).read_text())["status"]
+            assert status == "running", f"{stage}: a kill {delay} s into an attempt found it {status} ({seconds} s in all)"
+        resumed = subprocess.run(_command(run_dir, dataset, stage), env=env, capture_output=True, text=True, timeout=900)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        assert _artifacts(run_dir, stage) == _artifacts(reference, stage), f"{stage}: killed at {kills} s"
+        assert not list((run_dir / stage).rglob("*.tmp")) and (run_dir / LOCK).is_file()
