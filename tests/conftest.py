@@ -15,13 +15,22 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_ECSSD = REPO.parent / "shared" / "data" / "ecssd"
 
 
+def missing_shared_data(what: str) -> None:
+    """A test that needs data the clone does not carry: skipped with the reason on a developer's
+    machine, an error under CI (CI=true), where a skip would let the suite pass without testing."""
+    message = f"{what} not found: run `saliency data ecssd --from DIR`, or keep ../shared beside the clone"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        raise RuntimeError(message)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def ecssd_root() -> Path:
     """The ECSSD copy the project links (data/ecssd), else the one in ../shared."""
     for candidate in (REPO / "data" / "ecssd", SHARED_ECSSD):
         if (candidate / "images").is_dir():
             return candidate
-    raise RuntimeError("ECSSD not found: run `saliency data ecssd --from ../shared/data/ecssd`")
+    missing_shared_data("ECSSD (data/ecssd or ../shared/data/ecssd)")
 
 
 @pytest.fixture

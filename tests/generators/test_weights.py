@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from saliency.errors import UserError
+from tests.conftest import missing_shared_data
 from saliency.generators.weights import (
     PUBLISHED_DIRECTIONS, PUBLISHED_WEIGHTS, WeightFile, WeightsSpec, imagenet_class_names, load_checkpoint,
     resolve_weights,
@@ -176,6 +177,8 @@ def test_unreadable_checkpoint_is_a_user_error_naming_the_file(tmp_path: Path, c
 
 
 def test_published_urls_are_the_documented_ones() -> None:
+    if not FORMATS_README.is_file():
+        missing_shared_data(str(FORMATS_README))
     readme = FORMATS_README.read_text()
     for name in ("biggan-128", "bigbigan-128"):
         url = PUBLISHED_WEIGHTS[name].checkpoint.url
