@@ -31,8 +31,7 @@ from saliency import distributed, generators
 from saliency.config import Config
 from saliency.datasets import PairFolder, resolve
 from saliency.errors import UserError
-from saliency.generators.weights import (WeightFile, fetch_or_explain, load_checkpoint, load_state_dict_checked,
-                                        verify_cached)
+from saliency.generators.weights import WeightFile, ensure_published, load_checkpoint, load_state_dict_checked
 from saliency.runs import Stage, atomic_path, atomic_write_json, run_stage
 
 log = logging.getLogger("saliency")
@@ -96,12 +95,8 @@ def classifier_weights_path(name: str, weights: str | os.PathLike[str] | None) -
                             f"pass a state dict file saved with torch.save")
         return path
     cached = cached_weights_path(spec)
-    published = WeightFile.from_hashed_url(cached.name, spec.weights_url)
-    remedy = f"put {cached.name} from {spec.weights_url} at {cached} or pass --classifier-weights PATH"
-    if cached.is_file():
-        verify_cached(f"{name} classifier weights", published, cached, remedy)
-    else:
-        fetch_or_explain(f"{name} classifier weights", published, cached, remedy=remedy)
+    ensure_published(f"{name} classifier weights", WeightFile.from_hashed_url(cached.name, spec.weights_url), cached,
+                     f"put {cached.name} from {spec.weights_url} at {cached} or pass --classifier-weights PATH")
     return cached
 
 

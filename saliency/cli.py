@@ -70,10 +70,7 @@ def stage_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def resolve(config_path: Path | None, run_dir: Path | None, overrides: dict[str, Any]) -> tuple[Config, Path]:
     """The config (file, then the command's options) and the run folder."""
     config = load_config(config_path, overrides)
-    run_dir = run_dir if run_dir is not None else Path("runs") / config.run.name
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"run folder {run_dir} is a file; choose another --run or move the file")
-    return config, run_dir
+    return config, run_dir if run_dir is not None else Path("runs") / config.run.name
 
 
 def print_metrics(metrics: dict[str, Any]) -> None:

@@ -141,8 +141,8 @@ def _is_temporary(path: Path) -> bool:
 def remove_temporary_files(folder: Path) -> int:
     """Delete what a kill between an atomic write and its rename left in ``folder``."""
     removed = 0
-    for item in Path(folder).rglob(".*.tmp"):
-        if item.is_file():
+    for item in Path(folder).rglob("*"):
+        if item.is_file() and _is_temporary(item):
             item.unlink(missing_ok=True)
             removed += 1
     return removed
@@ -220,13 +220,18 @@ class Stage:
     seed: int | None = None
     inputs: dict[str, Path] = field(default_factory=dict)
     precision: str = "fp32"  # run.precision: recorded in the manifest, part of what "the same run" means
+    _input_hashes: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def dir(self) -> Path:
         return Path(self.run_dir) / self.name
 
     def input_hashes(self) -> dict[str, str]:
-        return {key: fingerprint(path) for key, path in sorted(self.inputs.items())}
+        """Content hashes of the inputs, computed once per Stage: the skip check and every manifest
+        write of one run compare and record the same inputs (folders are hashed in full)."""
+        if self._input_hashes is None:
+            self._input_hashes = {key: fingerprint(path) for key, path in sorted(self.inputs.items())}
+        return self._input_hashes
 
     @property
     def aside_dir(self) -> Path:
@@ -264,7 +269,8 @@ class Stage:
         return metrics if isinstance(metrics, dict) else None
 
     def write_manifest(self, status: str, metrics: dict[str, Any] | None = None, error: str | None = None,
-                       started: float | None = None) -> None:
+                       started: float | None = None, seconds_before: float | None = None) -> None:
+        """``started`` (with ``seconds_before``, the earlier attempts' time) begins a new attempt."""
         previous = read_manifest(self.dir) or {}
         manifest = {
             "stage": self.name,
@@ -278,7 +284,7 @@ class Stage:
             "started": _iso(started) if started else previous.get("started"),
             "ended": _iso(time.time()) if status != "running" else None,
             "attempt_started": started if started else previous.get("attempt_started"),
-            "seconds_before": previous.get("seconds_before", 0.0) if not started else _seconds_spent(self.dir, previous),
+            "seconds_before": previous.get("seconds_before", 0.0) if seconds_before is None else seconds_before,
             "attempts": previous.get("attempts", 0) + (1 if started else 0),
         }
         if status == "complete":
@@ -339,11 +345,11 @@ def _run_locked(stage: Stage, body: Callable[[Stage], dict[str, Any]], force: bo
     started = time.time()
     try:
         with stage_log(stage.dir / LOG) if is_writer else contextlib.nullcontext():
+            seconds_before = _seconds_spent(stage.dir, read_manifest(stage.dir) or {}) if is_writer else 0.0
             if is_writer:
-                stage.write_manifest("running", started=started)
+                stage.write_manifest("running", started=started, seconds_before=seconds_before)
             log.info("%s: started in %s", stage.name, stage.dir)
             metrics = dict(body(stage))
-            seconds_before = (read_manifest(stage.dir) or {}).get("seconds_before", 0.0) if is_writer else 0.0
             metrics.setdefault("seconds", round(seconds_before + time.time() - started, 3))
             if is_writer:
                 stage.write_manifest("complete", metrics=metrics)

@@ -128,11 +128,7 @@ def resolve_weights(spec: WeightsSpec, weights: str | os.PathLike[str] | None) -
     folder = cache_dir() / spec.generator
     for file in spec.files:
         target = folder / file.name
-        remedy = f"put {file.name} at {target} or pass --weights PATH"
-        if target.is_file():
-            verify_cached(f"{spec.generator} weights", file, target, remedy)
-        else:
-            fetch_or_explain(f"{spec.generator} weights", file, target, remedy=remedy)
+        ensure_published(f"{spec.generator} weights", file, target, f"put {file.name} at {target} or pass --weights PATH")
     return folder / spec.checkpoint.name
 
 
@@ -145,19 +141,19 @@ def resolve_published_directions(generator: str) -> Path:
                         f"(published: {known}); give the deformator file (.pt/.pth)")
     file = PUBLISHED_DIRECTIONS[generator]
     target = cache_dir() / generator / file.name
-    remedy = f"put {file.name} at {target} or set discover.import_path"
-    if target.is_file():
-        verify_cached(f"{generator} published directions", file, target, remedy)
-    else:
-        fetch_or_explain(f"{generator} published directions", file, target, remedy=remedy)
+    ensure_published(f"{generator} published directions", file, target,
+                     f"put {file.name} at {target} or set discover.import_path")
     return target
 
 
-def verify_cached(what: str, file: WeightFile, path: Path, remedy: str) -> None:
-    """Check a cached copy of a published file before it is used (a cache can be edited or
-    truncated after its download was verified)."""
+def ensure_published(what: str, file: WeightFile, target: Path, remedy: str) -> None:
+    """``target`` holds the published ``file``: a cached copy is checked before it is used (a cache
+    can be edited or truncated after its download was verified), a missing one is downloaded."""
+    if not target.is_file():
+        fetch_or_explain(what, file, target, remedy=remedy)
+        return
     try:
-        _verify(path, file, f"at {path}")
+        _verify(target, file, f"at {target}")
     except _CorruptDownload as err:
         raise UserError(f"{what}: the cached {err}; delete it to download it again, or {remedy}") from None
 

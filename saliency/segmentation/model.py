@@ -135,8 +135,6 @@ def load_unet(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module
                         int(checkpoint.get("width", CLASSIC_WIDTHS[0])))
         model = build_unet(spec)
         model.load_state_dict(checkpoint["state_dict"])
-    except UserError:
-        raise
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         raise UserError(f"checkpoint {path} has the U-Net format tag but not its contents ({reason}); {remedy}") from None
