@@ -18,6 +18,7 @@ import torch
 
 from saliency import generators
 from saliency.distributed import resolve_device
+from saliency.generators import Generator
 from saliency.seeding import seeded_rng
 from saliency.ranking.dvn import DVNSettings, dvn_scores
 from saliency.ranking.real import GENERATED, real_images
@@ -41,31 +42,51 @@ def main() -> None:
     name, count = args.generator or name, args.directions or count
     batch = args.batch_size or (256 if device.type == "cuda" else 64)
     generator = generators.load(name, weights="random", device=device).requires_grad_(False)
-    directions = torch.randn(generator.dim_z, count, generator=torch.Generator().manual_seed(0))
-    directions = (directions / directions.norm(dim=0)).to(device)
+    directions = random_directions(generator.dim_z, count, device)
     settings = DVNSettings(chunk=args.chunk, generator_batch=batch)
     print(f"{name} on {device} ({torch.get_num_threads()} threads), K = {count}, DVN: {settings.samples} samples, "
           f"{settings.steps} steps, {settings.resolution} px, chunks of {settings.chunk}")
 
-    start = _sync(device)
-    real = real_images(GENERATED, settings.samples, settings.resolution, seeded_rng(0, 100), generator, None, batch)
-    print(f"real images (generated): {_sync(device) - start:.1f} s")
-
-    start = _sync(device)
-    scores = dvn_scores(generator, directions, real, settings, seed=0)
-    seconds = _sync(device) - start
+    real_seconds, seconds, scores = time_dvn(generator, directions, settings)
+    print(f"real images (generated): {real_seconds:.1f} s")
     print(f"DVN: {seconds:.1f} s for {count} directions = {seconds / count:.2f} s per direction "
           f"(mean DVN {float(scores.mean()):.3f})")
 
     masks = MaskSettings(samples=args.mask_samples, batch_size=batch)
+    candidates = min(args.candidates, count)
+    per_candidate = time_mask_test(generator, directions, scores, candidates, masks)
+    print(f"mask test: {per_candidate * candidates:.1f} s for {candidates} directions = {per_candidate:.2f} s per "
+          f"candidate direction ({masks.samples} samples × 2 signs × {len(masks.magnitudes)} magnitudes)")
+
+
+def random_directions(dim_z: int, count: int, device: torch.device) -> torch.Tensor:
+    """``count`` seeded random unit directions ``(dim_z, count)``: what DVN costs does not depend on them."""
+    directions = torch.randn(dim_z, count, generator=torch.Generator().manual_seed(0))
+    return (directions / directions.norm(dim=0)).to(device)
+
+
+def time_dvn(generator: Generator, directions: torch.Tensor,
+             settings: DVNSettings) -> tuple[float, float, torch.Tensor]:
+    """(seconds to generate the stand-in real images, seconds of DVN of every column of ``directions``,
+    the DVN scores)."""
+    device = generator.device
+    start = _sync(device)
+    real = real_images(GENERATED, settings.samples, settings.resolution, seeded_rng(0, 100), generator, None,
+                       settings.generator_batch)
+    prepared = _sync(device)
+    scores = dvn_scores(generator, directions, real, settings, seed=0)
+    return prepared - start, _sync(device) - prepared, scores
+
+
+def time_mask_test(generator: Generator, directions: torch.Tensor, scores: torch.Tensor, candidates: int,
+                   masks: MaskSettings) -> float:
+    """Seconds per candidate direction of the background-removal test of the first ``candidates``
+    columns of ``directions`` (the unshifted images, shared by all of them, included)."""
     rng = seeded_rng(0, 101)
     z, classes = generator.sample_z(masks.samples, rng), generator.sample_classes(masks.samples, rng)
-    indices = list(range(min(args.candidates, count)))
-    start = _sync(device)
-    score_candidates(generator, directions, indices, scores, z, classes, masks)
-    seconds = _sync(device) - start
-    print(f"mask test: {seconds:.1f} s for {len(indices)} directions = {seconds / len(indices):.2f} s per "
-          f"candidate direction ({masks.samples} samples × 2 signs × {len(masks.magnitudes)} magnitudes)")
+    start = _sync(generator.device)
+    score_candidates(generator, directions, list(range(candidates)), scores, z, classes, masks)
+    return (_sync(generator.device) - start) / candidates
 
 
 def _sync(device: torch.device) -> float:

@@ -1,8 +1,10 @@
 """U-Net training and inference images per second (the classic U-Net of the paper, or an smp one).
 
-    python benchmarks/unet_speed.py [--device cpu|cuda] [--batch-size 16] [--arch classic|smp] [--encoder resnet34]
+    python benchmarks/unet_speed.py [--device cpu|cuda] [--batch-size 16] [--resolution 128] [--arch classic|smp]
+                                    [--encoder resnet34] [--width 64] [--steps 3]
 
-On CUDA it measures fp32 and bf16 autocast at the given batch (use --batch-size 128, the paper's).
+On CUDA it measures fp32 and bf16 autocast at the given batch (use --batch-size 128, the paper's),
+each in the default NCHW layout and in channels_last (``unet.channels_last``).
 Inference is the paper's: one image at a time, shorter side 128, resized back.
 """
 
@@ -21,9 +23,12 @@ from saliency.segmentation.train import segmentation_loss
 
 
 def train_speed(model: torch.nn.Module, batch: int, resolution: int, device: torch.device, precision: str,
-                steps: int) -> float:
+                steps: int, channels_last: bool = False) -> float:
+    """Training images/s; ``channels_last`` puts the model and the batch in NHWC, as ``unet.channels_last``."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.005)
-    images = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
+    images = (torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1).contiguous(memory_format=memory_format)
     masks = (torch.rand(batch, resolution, resolution, device=device) > 0.7).long()
     model.train()
     for step in range(steps + 1):
@@ -63,16 +68,18 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--arch", default="classic", choices=["classic", "smp"])
     parser.add_argument("--encoder", default="resnet34", help="with --arch smp")
+    parser.add_argument("--width", type=int, default=64, help="classic U-Net's first width (the quickstart: 16)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--images", type=int, default=20)
     args = parser.parse_args()
     device = distributed.resolve_device(args.device)
-    spec = UnetSpec(args.arch, args.encoder)
+    spec = UnetSpec(args.arch, args.encoder, width=args.width)
     model = build_unet(spec).to(device)
     for precision in (distributed.PRECISIONS if device.type == "cuda" else ("fp32",)):
-        rate = train_speed(model, args.batch_size, args.resolution, device, precision, args.steps)
-        print(f"{device.type} {precision} {spec.describe()} train batch {args.batch_size} "
-              f"at {args.resolution} px: {rate:.1f} images/s")
+        for layout, channels_last in (("NCHW", False), ("channels_last", True)):
+            rate = train_speed(model, args.batch_size, args.resolution, device, precision, args.steps, channels_last)
+            print(f"{device.type} {precision} {layout} {spec.describe()} train batch {args.batch_size} "
+                  f"at {args.resolution} px: {rate:.1f} images/s")
     print(f"{device.type} {spec.describe()} inference (300x400 photo, shorter side 128): "
           f"{inference_speed(model, device, args.images):.1f} images/s")
 

@@ -275,12 +275,14 @@ def parse_int_list(text: str | None, option: str) -> list[int] | None:
 @cli.command("discover")
 @click.option("--generator", "generator_name", default=None, help="Registered generator (e.g. biggan-128, toyworld).")
 @click.option("--weights", default=None, help="Weights path, 'random', or none for the published weights.")
-@click.option("--method", default=None, help="voynov, lu (trained) or sefa, ganspace, random, coordinate, import.")
+@click.option("--method", default=None, help="voynov, lu (trained), optimize (one background direction, minutes) or sefa, "
+                                                  "ganspace, random, coordinate, import.")
 @click.option("--deformator", default=None, help="ortho, unit-norm, linear or fc.")
 @click.option("--init", default=None, help="Deformator start: random (authors' code) or identity.")
 @click.option("--reconstructor", default=None, help="resnet18 or lenet.")
 @click.option("--directions", type=int, default=None, help="K (default: the latent dimension, as in the paper).")
-@click.option("--steps", type=int, default=None, help="Training steps (closed-form methods: of the reconstructor, for RCA).")
+@click.option("--steps", type=int, default=None, help="Training steps of voynov/lu (closed-form methods: of the reconstructor, "
+                                                        "for RCA; optimize has discover.optimize_steps).")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--lr", type=float, default=None)
 @click.option("--classes", default=None, help="Comma-separated class ids to condition on.")

@@ -37,6 +37,10 @@ class RunConfig:
     precision: Literal["fp32", "bf16"] = _opt("fp32", help="fp32 (paper, authors' code) or bf16 autocast in every "
                                                            "stage (faster on recent GPUs; see docs/method.md)")
     seed: int = _opt(0, min=0, help="base seed; each stage offsets it")
+    compile: Literal["inductor", "aot_eager"] | None = _opt(
+        None, help="torch.compile backend for the generator's forward in discovery and the U-Net in training: "
+                   "inductor (speed, on GPUs; the first steps wait for the compiler), aot_eager (traces without "
+                   "generating code: a quick check), null = off")
 
 
 @dataclass
@@ -49,12 +53,15 @@ class GeneratorConfig:
 
 @dataclass
 class DiscoverConfig:
-    method: Literal["voynov", "lu", "sefa", "ganspace", "random", "coordinate", "import"] = _opt("voynov")
+    method: Literal["voynov", "lu", "optimize", "sefa", "ganspace", "random", "coordinate", "import"] = _opt(
+        "voynov", help="voynov / lu: K directions and a reconstructor; optimize: a background direction learned "
+                       "directly (docs/method.md §1b); the rest closed-form")
     deformator: Literal["ortho", "unit-norm", "linear", "fc"] = _opt("ortho")
     init: Literal["random", "identity"] = _opt("random", help="deformator start: random (authors' code: ortho "
                                                "L ~ N(0, 1)) or identity (the first K coordinate axes)")
     reconstructor: Literal["resnet18", "lenet"] = _opt("resnet18")
-    directions: int | None = _opt(None, min=1, help="K; null = the latent dimension (paper)")
+    directions: int | None = _opt(None, min=1, help="K; null = the latent dimension (paper), or 4 restarts for "
+                                                    "method optimize")
     steps: int = _opt(100_000, min=0)
     batch_size: int = _opt(32, min=1)
     lr: float = _opt(1e-4, min=0.0)
@@ -67,6 +74,12 @@ class DiscoverConfig:
                                                 "(authors' code for BigGAN: [239])")
     checkpoint_every: int = _opt(1000, min=1)
     import_path: str | None = _opt(None, help="deformator file for method 'import'")
+    optimize_steps: int = _opt(200, min=0, help="method optimize: its own step count (hundreds, not 1e5)")
+    optimize_lr: float = _opt(0.05, min=0.0, help="method optimize: Adam's learning rate on the direction")
+    optimize_surround: float = _opt(0.8, min=0.0, max=1.4, help="method optimize: pixels farther than this from the "
+                                    "centre (in half-widths) count as background")
+    optimize_weight: float = _opt(2.0, min=0.0, help="method optimize: weight of the penalty on pixels that "
+                                  "change without turning white")
     rca_samples: int = _opt(1024, min=1, help="fresh pairs on which the final RCA is measured")
     ganspace_samples: int = _opt(2048, min=2, help="samples of the PCA of method 'ganspace'")
     seed: int = _opt(0, min=0)
@@ -148,7 +161,10 @@ class UnetConfig:
     eval_every: int = _opt(1000, min=1, help="steps between MAE checks on the eval dataset")
     eval_images: int = _opt(100, min=0, help="images of the eval split used by those checks; 0 = none")
     checkpoint_every: int = _opt(1000, min=1)
-    workers: int = _opt(0, min=0, help="data-loading processes")
+    workers: int | None = _opt(None, min=0, help="data-loading processes; null = auto (8 at most for shards on "
+                               "a GPU, else 0: an online generator on the GPU must stay in the main process)")
+    channels_last: bool | None = _opt(None, help="train in the NHWC memory layout; null = on a GPU only (CPU: "
+                                      "faster for small U-Nets, slower for the paper's; benchmarks/unet_speed.py)")
     seed: int = _opt(0, min=0)
 
 

@@ -39,6 +39,7 @@ def test_reduced_quickstart_finds_the_background_direction(data_root: Path, tmp_
     # Discovery learned the direction, rank found it among the 32 with the sign that whitens.
     assert float(choice.vector @ truth) * choice.sign >= 0.9
     assert results["synth"]["acceptance_rate"] > 0.9
+    assert 0 < results["synth"]["seconds_to_first_pair"] <= results["synth"]["seconds"]
     assert 0 < results["eval"]["mae"] < 1
     again = run_pipeline(config, run_dir, select_stages())
     assert again == results  # every stage skipped: same metrics, recorded times included

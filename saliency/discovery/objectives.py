@@ -2,8 +2,10 @@
 
 ``voynov`` (paper eq. 1): one shift, cross-entropy on the direction plus λ·L1 on the magnitude.
 ``lu`` (Lu et al. 2020): two consecutive shifts, both pairs reconstructed, plus a centroid loss
-pulling each shift code toward the mean code of its direction in the batch. Both return a
-:class:`StepOutput`, so one training loop serves them.
+pulling each shift code toward the mean code of its direction in the batch. ``optimize`` (in the
+spirit of Melas-Kyriazi et al. 2022): no reconstructor; each direction is pushed straight toward
+the background-removal effect (docs/method.md §1b). All return a :class:`StepOutput`, so one
+training loop serves them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import nn
 
 from saliency.distributed import unwrap
 from saliency.errors import UserError
+from saliency.synthesis.masks import brightness
 
 Amp = Callable[[], ContextManager[None]]
 
@@ -39,17 +42,19 @@ class ShiftSampler:
 
 @dataclass
 class StepOutput:
-    """A step's loss, its named parts (logged) and the direction accuracy of the batch."""
+    """A step's loss, its named parts (logged) and the direction accuracy of the batch (None for
+    objectives without a reconstructor)."""
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor]
-    accuracy: torch.Tensor
+    accuracy: torch.Tensor | None
 
 
 class VoynovObjective:
     """Pairs (G(z), G(z + A(eps e_k))); loss = CE(k) + λ·|eps − eps_hat|."""
 
     terms = ("classification", "shift")
+    needs_reconstructor = True
 
     def __init__(self, sampler: ShiftSampler, shift_weight: float) -> None:
         self.sampler = sampler
@@ -76,6 +81,7 @@ class LuObjective:
     reconstructed (CE + λ·L1), plus γ times the centroid loss of the shift codes."""
 
     terms = ("classification", "shift", "centroid")
+    needs_reconstructor = True
 
     def __init__(self, sampler: ShiftSampler, shift_weight: float, centroid_weight: float) -> None:
         self.sampler = sampler
@@ -104,6 +110,60 @@ class LuObjective:
                           accuracy=(logits.argmax(1) == k).float().mean())
 
 
+class OptimizeObjective:
+    """Pairs (G(z), G(z + s·h_k)), s ~ U[min_shift, scale] (always positive, so h_k learns the
+    whitening side), sample i on direction i mod K (K independent restarts in one batch).
+
+    loss = −surround_gain + weight · partial_change, per sample:
+
+    - ``surround_gain``: the mean brightness gain (B in [0, 1]) of the pixels outside a centred disc
+      of radius ``surround`` half-widths, the background prior (subjects are centred; the frame's
+      rim is background);
+    - ``partial_change``: over all pixels, min(|G(z + s·h) − G(z)|, 1 − B(G(z + s·h))), the change
+      of pixels that did not turn white. Background removal leaves each pixel either as it was
+      (the object) or white (the background); a global brightening, a recolouring or a zoom does
+      neither and pays here.
+
+    A direction without effect gains nothing, so the optimum is the one that whitens the rim and
+    leaves the rest alone: the background-removal direction.
+    """
+
+    terms = ("surround_gain", "partial_change")
+    needs_reconstructor = False
+
+    def __init__(self, sampler: ShiftSampler, surround: float, weight: float) -> None:
+        self.sampler = sampler
+        self.surround = surround
+        self.weight = weight
+
+    def __call__(self, generator: nn.Module, deformator: nn.Module, reconstructor: nn.Module | None,
+                 z: torch.Tensor, classes: torch.Tensor, rng: torch.Generator, amp: Amp) -> StepOutput:
+        n = len(z)
+        k = torch.arange(n, device=z.device) % unwrap(deformator).num_directions
+        low, high = self.sampler.min_shift, max(self.sampler.scale, self.sampler.min_shift)
+        eps = (low + (high - low) * torch.rand(n, generator=rng)).to(z.device)
+        shift = deformator(k, eps)
+        with amp():
+            with torch.no_grad():
+                original = generator(z, classes)
+            shifted = generator(z + shift, classes)
+        before, after = brightness(original.float()), brightness(shifted.float())
+        rim = surround_mask(after.shape[-1], self.surround, after.device)
+        gain = ((after - before) * rim).flatten(1).sum(1) / rim.sum().clamp_min(1.0)
+        change = (shifted.float() - original.float()).abs().mean(1) / 2.0
+        partial = torch.minimum(change, 1.0 - after).flatten(1).mean(1)
+        loss = (-gain + self.weight * partial).mean()
+        return StepOutput(loss=loss, terms={"surround_gain": gain.mean(), "partial_change": partial.mean()},
+                          accuracy=None)
+
+
+def surround_mask(resolution: int, radius: float, device: torch.device) -> torch.Tensor:
+    """``(R, R)`` float: 1 at pixels farther than ``radius`` half-widths from the image centre."""
+    line = torch.linspace(-1.0, 1.0, resolution, device=device)
+    y, x = torch.meshgrid(line, line, indexing="ij")
+    return (torch.sqrt(x * x + y * y) > radius).float()
+
+
 def centroid_loss(codes: torch.Tensor, k: torch.Tensor, num_directions: int) -> torch.Tensor:
     """Mean of 1 − cos(code, centroid of its direction in the batch) (Lu et al. eqs. 3–5).
 
@@ -124,7 +184,7 @@ def _lu(sampler: ShiftSampler, shift_weight: float, centroid_weight: float) -> L
     return LuObjective(sampler, shift_weight, centroid_weight)
 
 
-Objective = VoynovObjective | LuObjective
+Objective = VoynovObjective | LuObjective | OptimizeObjective
 
 OBJECTIVES: dict[str, Callable[[ShiftSampler, float, float], Objective]] = {
     "voynov": _voynov,

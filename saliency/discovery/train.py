@@ -23,13 +23,14 @@ from typing import Any, Callable
 import torch
 
 from saliency import distributed, generators
-from saliency.config import Config
+from saliency.config import Config, DiscoverConfig
 from saliency.discovery.artifacts import (DIRECTIONS_FILE, RECONSTRUCTOR_FILE, Directions, save_directions,
                                           save_reconstructor)
 from saliency.discovery.closed_form import CLOSED_FORM, ClosedFormRequest
 from saliency.discovery.deformators import Deformator, FixedDeformator, build_deformator
 from saliency.discovery.figures import save_direction_grids
-from saliency.discovery.objectives import OBJECTIVES, Objective, ShiftSampler, VoynovObjective, build_objective
+from saliency.discovery.objectives import (OBJECTIVES, Objective, OptimizeObjective, ShiftSampler, VoynovObjective,
+                                           build_objective)
 from saliency.discovery.reconstructors import build_reconstructor
 from saliency.errors import UserError
 from saliency.generators.base import Generator
@@ -42,6 +43,7 @@ CHECKPOINT = Path("checkpoints") / "last.pt"
 LOG_EVERY = 50  # steps between progress updates (and cross-rank averaging of the logged values)
 # Independent random streams of one seed: training batches, RCA batches.
 TRAIN_STREAM, RCA_STREAM = 0, 1
+OPTIMIZE_RESTARTS = 4  # directions `optimize` learns at once by default; rank keeps the best
 
 
 @dataclass(frozen=True)
@@ -63,38 +65,42 @@ def sample_latents(generator: Generator, n: int, rng: torch.Generator, classes: 
     return generator.sample_z(n, rng, truncation), generator.sample_classes(n, rng, choices=classes)
 
 
-def train(generator: Generator, deformator: Deformator, reconstructor: torch.nn.Module, objective: Objective,
+def train(generator: Generator, deformator: Deformator, reconstructor: torch.nn.Module | None, objective: Objective,
           settings: TrainSettings, device: torch.device, checkpoint: Path | None = None,
           fingerprint: dict[str, Any] | None = None, on_step: Callable[[int], None] | None = None,
-          precision: str = "fp32") -> History:
-    """Train ``deformator`` (if it has parameters) and ``reconstructor`` for ``settings.steps`` steps.
+          precision: str = "fp32", compile: str | None = None) -> History:
+    """Train ``deformator`` (if it has parameters) and ``reconstructor`` (when the objective has one)
+    for ``settings.steps`` steps.
 
     With ``checkpoint``, resume from it when its ``fingerprint`` matches and save to it every
     ``checkpoint_every`` steps and at the end (rank 0 only). ``on_step(step)`` runs after each step.
-    ``precision`` ``"bf16"`` runs the generator and reconstructor under bf16 autocast.
+    ``precision`` ``"bf16"`` runs the generator and reconstructor under bf16 autocast; ``compile``
+    (a backend name) runs the generator's forward through ``torch.compile``.
     """
     generator.eval().requires_grad_(False)
-    deformator.to(device).train()
-    reconstructor.to(device).train()
-    optimizers = {"reconstructor": torch.optim.Adam(reconstructor.parameters(), lr=settings.lr)}
-    if any(p.requires_grad for p in deformator.parameters()):
-        optimizers["deformator"] = torch.optim.Adam(deformator.parameters(), lr=settings.lr)
-    history = History(("loss", *objective.terms, "accuracy"), [])
+    forward = torch.compile(generator, backend=compile) if compile else generator
+    learners = {name: model.to(device).train() for name, model in
+                (("deformator", deformator), ("reconstructor", reconstructor)) if model is not None}
+    optimizers = {name: torch.optim.Adam(model.parameters(), lr=settings.lr) for name, model in learners.items()
+                  if any(p.requires_grad for p in model.parameters())}
+    accuracy = ("accuracy",) if objective.needs_reconstructor else ()
+    history = History(("loss", *objective.terms, *accuracy), [])
     resumed = load_checkpoint(checkpoint, fingerprint, settings.steps, "discover") if checkpoint is not None else None
     if resumed is not None:
-        deformator.load_state_dict(resumed["deformator"])
-        reconstructor.load_state_dict(resumed["reconstructor"])
+        for name, model in learners.items():
+            model.load_state_dict(resumed[name])
         for name, optimizer in optimizers.items():
             optimizer.load_state_dict(resumed["optimizers"][name])
         history.rows = resumed["history"].tolist()
         log.info("discover: resumed from %s at step %d", checkpoint, len(history.rows))
-    models = distributed.data_parallel(deformator, device), distributed.data_parallel(reconstructor, device)
+    wrapped = {name: distributed.data_parallel(model, device) for name, model in learners.items()}
     amp = functools.partial(distributed.autocast, device, precision)
-    progress = ProgressLog(history, settings.steps, "discover", LOG_EVERY, {"loss": "loss", "rca": "accuracy"})
+    shown = {"loss": "loss", **({"rca": "accuracy"} if accuracy else {name: name for name in objective.terms})}
+    progress = ProgressLog(history, settings.steps, "discover", LOG_EVERY, shown)
     for step in range(len(history.rows), settings.steps):
         rng = step_rng(settings.seed, TRAIN_STREAM, distributed.rank(), step)
         z, classes = sample_latents(generator, settings.batch_size, rng, settings.classes, settings.truncation)
-        out = objective(generator, *models, z, classes, rng, amp)
+        out = objective(forward, wrapped["deformator"], wrapped.get("reconstructor"), z, classes, rng, amp)
         for optimizer in optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -102,18 +108,18 @@ def train(generator: Generator, deformator: Deformator, reconstructor: torch.nn.
             optimizer.step()
         done = step + 1
         at_checkpoint = done % settings.checkpoint_every == 0 or done == settings.steps
-        progress.record(done, [out.loss, *(out.terms[name] for name in objective.terms), out.accuracy],
-                        flush=at_checkpoint)
+        values = [out.loss, *(out.terms[name] for name in objective.terms), *([out.accuracy] if accuracy else [])]
+        progress.record(done, values, flush=at_checkpoint)
         if at_checkpoint and checkpoint is not None and distributed.is_writer():
-            save_checkpoint(checkpoint, fingerprint, history, deformator=deformator.state_dict(),
-                            reconstructor=reconstructor.state_dict(),
+            save_checkpoint(checkpoint, fingerprint, history,
+                            **{name: model.state_dict() for name, model in learners.items()},
                             optimizers={name: optimizer.state_dict() for name, optimizer in optimizers.items()})
-            log.info("discover: step %d/%d, loss %.4f, running RCA %.3f", done, settings.steps,
-                     history.running("loss"), history.running("accuracy"))
+            log.info("discover: step %d/%d, %s", done, settings.steps,
+                     ", ".join(f"{label} {history.running(column):.4f}" for label, column in shown.items()))
         if on_step is not None:
             on_step(done)
     progress.close()
-    for model in (deformator, reconstructor):  # DDP syncs batch-norm statistics before each forward, not after the last
+    for model in learners.values():  # DDP syncs batch-norm statistics before each forward, not after the last
         distributed.broadcast_module(model)
     return history
 
@@ -168,28 +174,30 @@ def _discover(stage: Stage, cfg: Config, device: torch.device, section: dict[str
         _check_classes(generator, options.classes)
     deformator, found = _deformator(cfg, generator)
     deformator.to(device)
-    # closed-form directions: R learns against them with the paper's objective (its baseline protocol)
-    objective_name = options.method if options.method in OBJECTIVES else "voynov"
     sampler = ShiftSampler(options.shift_scale, options.min_shift)
-    objective = build_objective(objective_name, sampler, options.shift_weight, options.centroid_weight)
+    objective = _objective(options, sampler)
     reconstructor = build_reconstructor(options.reconstructor, deformator.num_directions, generator.resolution,
-                                        options.seed)
-    settings = TrainSettings(steps=options.steps, batch_size=options.batch_size, lr=options.lr, seed=options.seed,
-                             classes=options.classes, truncation=cfg.generator.truncation,
+                                        options.seed) if objective.needs_reconstructor else None
+    optimizing = options.method == "optimize"
+    settings = TrainSettings(steps=options.optimize_steps if optimizing else options.steps,
+                             batch_size=options.batch_size, lr=options.optimize_lr if optimizing else options.lr,
+                             seed=options.seed, classes=options.classes, truncation=cfg.generator.truncation,
                              checkpoint_every=options.checkpoint_every)
     # A checkpoint stays valid when only the length of the run, the checkpoint spacing or the
     # size of the final RCA measurement changed.
     fingerprint = {**section, "precision": cfg.run.precision,
                    "discover": {key: value for key, value in section["discover"].items()
-                                if key not in ("steps", "checkpoint_every", "rca_samples")}}
+                                if key not in ("steps", "optimize_steps", "checkpoint_every", "rca_samples")}}
     history = train(generator, deformator, reconstructor, objective, settings, device,
-                    checkpoint=stage.dir / CHECKPOINT, fingerprint=fingerprint, precision=cfg.run.precision)
+                    checkpoint=stage.dir / CHECKPOINT, fingerprint=fingerprint, precision=cfg.run.precision,
+                    compile=cfg.run.compile)
     rca = None
-    if options.steps > 0:
+    if reconstructor is not None and settings.steps > 0:
         rca = measure_rca(generator, deformator, reconstructor, sampler, options.rca_samples, options.batch_size,
                           options.seed, device, options.classes, cfg.generator.truncation, cfg.run.precision)
     if found is None:
-        found = Directions(directions=deformator.directions(), method=options.method, deformator=options.deformator,
+        kind = "unit-norm" if options.method == "optimize" else options.deformator
+        found = Directions(directions=deformator.directions(), method=options.method, deformator=kind,
                            generator=cfg.generator.name,
                            deformator_state=None if deformator.exact_columns else deformator.state_dict())
     if distributed.is_writer():
@@ -202,9 +210,24 @@ def _discover(stage: Stage, cfg: Config, device: torch.device, section: dict[str
     return metrics
 
 
+def _objective(options: DiscoverConfig, sampler: ShiftSampler) -> Objective:
+    """The training objective of the method; closed-form directions are measured (RCA) with the
+    paper's objective, a reconstructor learning against them (its baseline protocol)."""
+    if options.method == "optimize":
+        return OptimizeObjective(sampler, options.optimize_surround, options.optimize_weight)
+    name = options.method if options.method in OBJECTIVES else "voynov"
+    return build_objective(name, sampler, options.shift_weight, options.centroid_weight)
+
+
 def _deformator(cfg: Config, generator: Generator) -> tuple[Deformator, Directions | None]:
-    """A fresh deformator for a training method; fixed directions (and them) for a closed-form one."""
+    """A fresh deformator for a training method; fixed directions (and them) for a closed-form one.
+
+    ``optimize`` learns K = ``directions`` (default 4) independent unit columns from a random start,
+    whatever ``deformator`` and ``init`` say: restarts must differ, and need not be orthogonal."""
     options = cfg.discover
+    if options.method == "optimize":
+        return build_deformator("unit-norm", generator.dim_z, options.directions or OPTIMIZE_RESTARTS,
+                                options.seed, "random"), None
     if options.method in OBJECTIVES:
         count = options.directions or generator.dim_z
         return build_deformator(options.deformator, generator.dim_z, count, options.seed, options.init), None
@@ -218,14 +241,17 @@ def _deformator(cfg: Config, generator: Generator) -> tuple[Deformator, Directio
 
 
 def _write_outputs(folder: Path, found: Directions, history: History, generator: Generator,
-                   deformator: Deformator, reconstructor: torch.nn.Module, cfg: Config) -> None:
+                   deformator: Deformator, reconstructor: torch.nn.Module | None, cfg: Config) -> None:
     save_directions(folder / DIRECTIONS_FILE, found)
-    if history.rows:
+    if reconstructor is not None and history.rows:
         save_reconstructor(folder / RECONSTRUCTOR_FILE, reconstructor, cfg.discover.reconstructor,
                            deformator.num_directions)
+    if history.rows:
         history.write_csv(folder / "losses.csv")
-        save_curves(history, folder / "curves.png", {"losses": history.columns[:-1],
-                                                       "direction accuracy (training batches)": ("accuracy",)})
+        panels = {"losses": tuple(c for c in history.columns if c != "accuracy")}
+        if "accuracy" in history.columns:
+            panels["direction accuracy (training batches)"] = ("accuracy",)
+        save_curves(history, folder / "curves.png", panels)
     save_direction_grids(generator, deformator, folder / "grids", cfg.discover.seed, cfg.discover.classes,
                          cfg.generator.truncation)
 

@@ -111,6 +111,18 @@ def build_report(run_dir: Path) -> Path:
 
 # -- sections ------------------------------------------------------------------------------------
 
+FIRST_MASKS_BEFORE = ("discover", "rank", "classes")  # stages that run whole before the first pair is drawn
+
+
+def time_to_first_masks(metrics: dict[str, dict[str, Any]]) -> float | None:
+    """Seconds from the start of a run to its first accepted synthetic pair: every stage before
+    synthesis, then synthesis up to its first pair. None until synthesis has recorded that."""
+    first_pair = (metrics.get("synth") or {}).get("seconds_to_first_pair")
+    if first_pair is None:
+        return None
+    return sum(float((metrics.get(stage) or {}).get("seconds", 0.0)) for stage in FIRST_MASKS_BEFORE) + first_pair
+
+
 def _overview(run_dir: Path, name: str, config: dict[str, Any], stages: dict[str, StageView]) -> str:
     generator = _mapping(config.get("generator") or stages["discover"].config.get("generator"))
     run = _mapping(config.get("run"))
@@ -122,6 +134,9 @@ def _overview(run_dir: Path, name: str, config: dict[str, Any], stages: dict[str
                for stage, view in stages.items()]
     total = sum(float(view.metrics.get("seconds", 0)) for view in stages.values())
     timings.append(["total", "", _duration(total), "", ""])
+    first_masks = time_to_first_masks({stage: view.metrics for stage, view in stages.items()})
+    if first_masks is not None:
+        timings.append(["time to the first masks", "", _duration(first_masks), "", ""])
     versions = next((view.manifest["versions"] for view in stages.values()
                      if view.manifest and view.manifest.get("versions")), {})
     parts = [_facts(facts), "<h3>Stage timings</h3>",

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import itertools
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -53,10 +54,12 @@ class UnetSettings:
     seed: int
     checkpoint_every: int
     eval_every: int
-    workers: int = 0
+    workers: int | None = 0  # None = auto (see loader_workers)
     precision: str = "fp32"
     augment: str = "none"
     ema: float | None = None  # decay of the weights' moving average (None = train and save the last weights)
+    channels_last: bool | None = None  # None = on a GPU only
+    compile: str | None = None  # torch.compile backend (run.compile)
 
 
 class StepBatches(Sampler[list[int]]):
@@ -74,16 +77,39 @@ class StepBatches(Sampler[list[int]]):
             yield torch.randint(self.size, (self.batch_size,), generator=rng).tolist()
 
 
+def uses_channels_last(requested: bool | None, device: torch.device) -> bool:
+    """``unet.channels_last``: as given, or (None) on a GPU only, where NHWC is the layout fast
+    convolution kernels want; on CPU it pays for small U-Nets only (benchmarks/unet_speed.py)."""
+    return device.type == "cuda" if requested is None else requested
+
+
+AUTO_WORKERS = 8  # shard-decoding processes feeding one GPU (PNG decoding of 128 px pairs)
+
+
+def loader_workers(requested: int | None, online: bool, device: torch.device) -> int:
+    """Data-loading processes: ``requested``, or (None) enough to keep a GPU fed from shards; an
+    online stream draws from the generator, which on a GPU must stay in the main process."""
+    if requested is not None:
+        return requested
+    if online or device.type != "cuda":
+        return 0
+    return min(AUTO_WORKERS, max(1, (os.cpu_count() or 1) - 1))
+
+
 def step_batches(pairs: Dataset, settings: UnetSettings, start: int, device: torch.device) -> Iterable[Any]:
     """Batches for steps ``start..steps-1``: drawn by step from a dataset of pairs, or taken in order
-    from an online stream (which skips what earlier steps consumed)."""
-    pin = device.type == "cuda"
-    if isinstance(pairs, IterableDataset):
+    from an online stream (which skips what earlier steps consumed). On a GPU batches come in pinned
+    memory, and with workers each prefetches 4 batches, so copies overlap compute."""
+    online = isinstance(pairs, IterableDataset)
+    workers = loader_workers(settings.workers, online, device)
+    loading = {"num_workers": workers, "pin_memory": device.type == "cuda",
+               **({"prefetch_factor": 4, "persistent_workers": False} if workers else {})}
+    if online:
         stream = pairs.skipping(start, settings.batch_size)
-        loader = DataLoader(stream, batch_size=settings.batch_size, num_workers=settings.workers, pin_memory=pin)
+        loader = DataLoader(stream, batch_size=settings.batch_size, **loading)
         return itertools.islice(loader, settings.steps - start)
     sampler = StepBatches(len(pairs), settings.batch_size, settings.seed, start, settings.steps)
-    return DataLoader(pairs, batch_sampler=sampler, num_workers=settings.workers, pin_memory=pin)
+    return DataLoader(pairs, batch_sampler=sampler, **loading)
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -108,7 +134,8 @@ def train_unet(model: nn.Module, pairs: Dataset, settings: UnetSettings, device:
                monitor: Callable[[nn.Module], float] | None = None) -> tuple[History, list[tuple[int, float]]]:
     """Train ``model`` on ``pairs`` (image in [-1, 1] 3xHxW, mask HxW); returns the per-step history
     and the ``(step, monitor(model))`` checks. Resumes from ``checkpoint`` when it matches."""
-    model.to(device).train()
+    memory_format = torch.channels_last if uses_channels_last(settings.channels_last, device) else torch.contiguous_format
+    model.to(device, memory_format=memory_format).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=settings.lr_step, gamma=settings.lr_decay)
     # The moving average (weights and BatchNorm statistics) smooths the last steps' noise; it is
@@ -129,6 +156,7 @@ def train_unet(model: nn.Module, pairs: Dataset, settings: UnetSettings, device:
         log.info("train-unet: resumed from %s at step %d", checkpoint, len(history.rows))
     start = len(history.rows)
     parallel = distributed.data_parallel(model, device)
+    forward = torch.compile(parallel, backend=settings.compile) if settings.compile else parallel
     batches = step_batches(pairs, settings, start, device)
     progress = ProgressLog(history, settings.steps, "train-unet", LOG_EVERY,
                            {"loss": "loss", "acc": "pixel_accuracy"})
@@ -136,9 +164,10 @@ def train_unet(model: nn.Module, pairs: Dataset, settings: UnetSettings, device:
     for step, (images, masks) in enumerate(batches, start=start):
         augmenter = augmenter or Augmenter(settings.augment, images.shape[-1])
         images, masks = augmenter(images, masks, step_rng(settings.seed, AUGMENT_STREAM, distributed.rank(), step))
-        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        masks = masks.to(device, non_blocking=True)
         with distributed.autocast(device, settings.precision):
-            logits = parallel(images)
+            logits = forward(images)
         loss = segmentation_loss(logits, masks, settings.temperature)
         if not torch.isfinite(distributed.mean_across_ranks(loss.detach())):
             kept = f"the last good checkpoint ({checkpoint}, step {_checkpoint_step(checkpoint)}) is kept" \
@@ -216,8 +245,10 @@ def _train_stage(stage: Stage, cfg: Config, run_dir: Path, device: torch.device,
     model = build_unet(spec)
     settings = UnetSettings(options.steps, options.batch_size, options.lr, options.lr_decay, options.lr_step,
                             options.temperature, options.seed, options.checkpoint_every, options.eval_every,
-                            options.workers, cfg.run.precision, options.augment, options.ema)
-    fingerprint = {**{k: v for k, v in section["unet"].items() if k not in ("steps", "checkpoint_every", "workers")},
+                            options.workers, cfg.run.precision, options.augment, options.ema,
+                            options.channels_last, cfg.run.compile)
+    fingerprint = {**{k: v for k, v in section["unet"].items()
+                      if k not in ("steps", "checkpoint_every", "workers", "channels_last")},
                    "precision": cfg.run.precision}
     history, checks = train_unet(model, pairs, settings, device, stage.dir / CHECKPOINT, fingerprint,
                                  monitor=monitor)

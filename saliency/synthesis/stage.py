@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,22 @@ def run_synth(cfg: Config, run_dir: Path, device: str | torch.device, force: boo
     return run_stage(stage, body, force=force, is_writer=distributed.is_writer())
 
 
+class FirstPairClock:
+    """A progress bar's stand-in that also notes the seconds from ``start`` to the first pair: the
+    last leg of the time to the first masks (docs/architecture.md)."""
+
+    def __init__(self, bar: tqdm, start: float) -> None:
+        self.bar, self.start = bar, start
+        self.seconds: float | None = None
+
+    def update(self, n: int = 1) -> None:
+        if self.seconds is None:
+            self.seconds = round(time.perf_counter() - self.start, 3)
+        self.bar.update(n)
+
+
 def _synth(stage: Stage, cfg: Config, device: torch.device, chosen: ChosenClasses) -> dict[str, Any]:
+    started = time.perf_counter()
     distributed.barrier()  # rank 0 has cleared the stage folder (--force) before anyone writes
     options = cfg.synth
     sampler, shift = prepare_sampler(cfg, stage.run_dir, device, chosen)
@@ -168,7 +184,8 @@ def _synth(stage: Stage, cfg: Config, device: torch.device, chosen: ChosenClasse
     counts = shard_counts(options.n, options.shard_size)
     mine = sum(counts[k] for k in my_shards(options.n, options.shard_size, rank, world))
     with tqdm(total=mine, desc=f"synth (rank {rank})", unit="pair", disable=not distributed.is_writer()) as bar:
-        write_shards(sampler, stage.dir / SHARDS_DIR, options.n, options.shard_size, rank, world, progress=bar)
+        clock = FirstPairClock(bar, started)
+        write_shards(sampler, stage.dir / SHARDS_DIR, options.n, options.shard_size, rank, world, progress=clock)
     distributed.barrier()
     if distributed.is_writer():
         details = {"seed": options.seed, "generator": cfg.generator.name, "resolution": sampler.generator.resolution,
@@ -183,4 +200,4 @@ def _synth(stage: Stage, cfg: Config, device: torch.device, chosen: ChosenClasse
     log.info("synth: %d pairs in %d shards, acceptance rate %.3f", stats["pairs"], len(counts),
              stats["acceptance_rate"])
     return {"pairs": stats["pairs"], "shards": len(counts), "drawn": stats["drawn"],
-            "acceptance_rate": stats["acceptance_rate"]}
+            "acceptance_rate": stats["acceptance_rate"], "seconds_to_first_pair": clock.seconds}

@@ -15,7 +15,7 @@ from saliency import generators
 from saliency.discovery import train as train_module
 from saliency.discovery.artifacts import load_directions
 from saliency.discovery.deformators import build_deformator
-from saliency.discovery.objectives import ShiftSampler, build_objective
+from saliency.discovery.objectives import OptimizeObjective, ShiftSampler, build_objective
 from saliency.discovery.reconstructors import build_reconstructor
 from saliency.discovery.train import TrainSettings, measure_rca, run_discover, train
 from saliency.training import step_rng
@@ -36,6 +36,9 @@ def _kill_at(stop: int):
 
 def _small_setup(method: str = "voynov"):
     generator = generators.load("toyworld", weights="random", dim_z=16, resolution=16)
+    if method == "optimize":  # four restarts, no reconstructor
+        return (generator, build_deformator("unit-norm", 16, 4, seed=0), None,
+                OptimizeObjective(ShiftSampler(), surround=0.8, weight=2.0))
     deformator = build_deformator("ortho", 16, 16, seed=0)
     reconstructor = build_reconstructor("lenet", 16, 16, seed=0)
     return generator, deformator, reconstructor, build_objective(method, ShiftSampler(), 0.25, 0.25)
@@ -53,7 +56,7 @@ def test_step_randomness_depends_on_seed_rank_and_step_only() -> None:
                                                          (0, 1, 0, 5)]}) == 5
 
 
-@pytest.mark.parametrize("method", ["voynov", "lu"])
+@pytest.mark.parametrize("method", ["voynov", "lu", "optimize"])
 def test_resumed_training_equals_uninterrupted_training(tmp_path: Path, method: str) -> None:
     settings = TrainSettings(steps=10, batch_size=6, lr=1e-3, seed=3, checkpoint_every=4)
     generator, deformator, reconstructor, objective = _small_setup(method)
@@ -72,10 +75,20 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path: Path, method: 
     assert len(resumed.rows) == 10
     assert resumed.rows == straight.rows
     for mine, theirs in ((resumed_a, deformator), (resumed_r, reconstructor)):
-        for (name, a), (_, b) in zip(mine.state_dict().items(), theirs.state_dict().items()):
+        for (name, a), (_, b) in zip(mine.state_dict().items() if mine else (),
+                                     theirs.state_dict().items() if theirs else ()):
             assert torch.equal(a, b), name
-    columns = resumed_a.directions().double()
-    assert torch.allclose(columns.T @ columns, torch.eye(16, dtype=torch.float64), atol=1e-5)
+    if method != "optimize":
+        columns = resumed_a.directions().double()
+        assert torch.allclose(columns.T @ columns, torch.eye(16, dtype=torch.float64), atol=1e-5)
+
+
+def test_a_compiled_generator_trains_as_the_plain_one() -> None:
+    """``run.compile`` in discovery, on CPU: the aot_eager backend traces what inductor would compile."""
+    settings = TrainSettings(steps=3, batch_size=6, lr=1e-3, seed=3)
+    plain = train(*_small_setup(), settings, torch.device("cpu"))
+    compiled = train(*_small_setup(), settings, torch.device("cpu"), compile="aot_eager")
+    assert torch.tensor(compiled.rows) == pytest.approx(torch.tensor(plain.rows), rel=1e-4)
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ def write_later_stages(run_dir: Path) -> None:
         "pairs": 4000, "drawn": 4033, "acceptance_rate": 0.9918, "resolution": 64, "area_range": [0.05, 0.5],
         "area_histogram": {"edges": edges, "drawn": [33, 4000] + [0] * 18, "accepted": [0, 4000] + [0] * 18}}))
     write_png(run_dir / "synth" / "sheet.png", seed=7)
-    complete(run_dir, "synth", {"pairs": 4000, "acceptance_rate": 0.9918, "seconds": 5.6})
+    complete(run_dir, "synth", {"pairs": 4000, "acceptance_rate": 0.9918, "seconds": 5.6, "seconds_to_first_pair": 1.5})
     write_png(run_dir / "unet" / "curves.png", seed=8)
     complete(run_dir, "unet", {"steps": 1200, "final_loss": 0.0567, "sample_mae": 0.1789, "seconds": 300.0},
              {"unet": {"encoder": "resnet18", "source": "shards"}})
@@ -151,6 +151,8 @@ def test_full_run_report_is_self_contained_and_shows_every_stage(full_run: Path)
     assert "direction 27, sign +1, shift 6 (automatic choice)" in page
     assert "0.9918" in page and "0.6543" in page and "0.1789" in page and "disk (0), square (1)" in page
     assert "1 min 01 s" in page and "5 min 00 s" in page
+    # discover 61.0 + rank 52.4 + classes 0.1 + synthesis to its first pair 1.5 = 115 s
+    assert "<td>time to the first masks</td><td></td><td>1 min 55 s</td>" in page
     assert "MAE 0.5 is not below the all-zero floor 0.2485" in page
     # SUMMARY beats the zeros baseline on max-Fβ, IoU and loses on MAE and accuracy (0.5111 < 0.752).
     assert "Against baseline zeros: loses on MAE, accuracy." in page

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from saliency.errors import UserError
 from saliency.segmentation.augment import Augmenter
 from saliency.segmentation.model import UnetSpec, build_unet
-from saliency.segmentation.train import UnetSettings, train_unet
+from saliency.segmentation.train import UnetSettings, loader_workers, train_unet
 
 
 class Squares(Dataset):
@@ -133,3 +133,29 @@ def test_photo_augmentation_is_seeded_and_keeps_masks_on_their_objects() -> None
     assert unchanged[0] is images and unchanged[1] is masks
     with pytest.raises(UserError, match="unet.augment = 'heavy'"):
         Augmenter("heavy", 32)
+
+
+def test_channels_last_and_a_compiled_forward_train_as_the_default_does() -> None:
+    """The GPU switches, on CPU: NHWC layout and torch.compile (the aot_eager backend traces the
+    same graph inductor would compile, without generating code) give the same losses."""
+    spec = UnetSpec("classic", width=8)
+    plain, _ = train_unet(fresh_model(spec), Squares(32), settings(3, checkpoint_every=100), torch.device("cpu"))
+    switched, _ = train_unet(fresh_model(spec), Squares(32),
+                             settings(3, checkpoint_every=100, channels_last=True, compile="aot_eager"),
+                             torch.device("cpu"))
+    assert [row[0] for row in switched.rows] == pytest.approx([row[0] for row in plain.rows], rel=1e-4)
+
+
+@pytest.mark.parametrize("requested, online, device, expected", [
+    (3, False, "cuda", 3), (3, True, "cpu", 3),  # as given
+    (None, False, "cpu", 0), (None, True, "cuda", 0),  # CPU training, or a generator on the GPU: main process
+])
+def test_loader_workers(requested: int | None, online: bool, device: str, expected: int) -> None:
+    assert loader_workers(requested, online, torch.device(device)) == expected
+
+
+def test_auto_workers_feed_a_gpu_from_shards(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert loader_workers(None, False, torch.device("cuda")) == 8
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert loader_workers(None, False, torch.device("cuda")) == 1
