@@ -50,7 +50,7 @@ from saliency.generators.biggan import CONFIGS, BigGAN
 from saliency.ranking.stage import dvn_settings, mask_settings
 from saliency.segmentation.model import UnetSpec, build_unet
 from saliency.segmentation.train import uses_channels_last
-from saliency.synthesis.masks import MaskRule
+from saliency.masks import MaskRule
 
 T = TypeVar("T")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "pipelines" / "biggan-ecssd.yaml"

@@ -31,7 +31,7 @@ from saliency import distributed, generators
 from saliency.config import Config
 from saliency.datasets import PairFolder, resolve
 from saliency.errors import UserError
-from saliency.generators.weights import WeightFile, ensure_published, load_checkpoint, load_state_dict_checked
+from saliency.downloads import WeightFile, ensure_published, load_checkpoint, load_state_dict_checked
 from saliency.runs import Stage, atomic_path, atomic_write_json, run_stage
 
 log = logging.getLogger("saliency")

@@ -135,7 +135,7 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
     config, run_dir = resolve(config_path, run_dir, overrides)
     settings: dict[str, Any] = {}
     if checkpoint is not None:
-        from saliency.segmentation.predict import CheckpointSource
+        from saliency.evaluation.checkpoint import CheckpointSource
 
         saved = (output.with_suffix("") if output is not None else run_dir / "eval") / "predictions"
         # Each inference setting: the option, else the config file's, else the checkpoint's own.

@@ -19,7 +19,7 @@ from torch import nn
 
 from saliency.distributed import unwrap
 from saliency.errors import UserError
-from saliency.synthesis.masks import brightness
+from saliency.masks import brightness
 
 Amp = Callable[[], ContextManager[None]]
 

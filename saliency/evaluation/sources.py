@@ -1,4 +1,5 @@
-"""Where predictions come from: a folder of PNGs, a trivial baseline, (later) a checkpoint.
+"""Where predictions come from: a folder of PNGs or a trivial baseline here; a U-Net checkpoint in
+:mod:`.checkpoint`.
 
 Each source yields, for an image of the dataset, a float saliency map in [0, 1] at the ground
 truth's size. Sources are registered by kind, so ``saliency eval`` needs no if-chain per kind.

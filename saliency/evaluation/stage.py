@@ -80,8 +80,8 @@ def run_eval(dataset_name: str, split: str | None, source: PredictionSource, met
 def run_eval_checkpoint(cfg: Config, run_dir: Path, device: str | torch.device, force: bool = False) -> dict[str, float]:
     """Stage 6 of a pipeline: predict with the run's U-Net, keep the PNGs, score them."""
     from saliency.distributed import resolve_device
-    from saliency.segmentation.predict import CheckpointSource
-    from saliency.segmentation.train import MODEL_FILE
+    from saliency.evaluation.checkpoint import CheckpointSource
+    from saliency.segmentation.model import MODEL_FILE
 
     checkpoint = Path(run_dir) / "unet" / MODEL_FILE
     source = CheckpointSource(checkpoint, resolve_device(device), save_to=Path(run_dir) / "eval" / "predictions",

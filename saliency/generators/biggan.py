@@ -28,9 +28,8 @@ from torch import nn
 from saliency.generators import register
 from saliency.generators.base import Generator
 from saliency.generators.layers import PowerStepSpectralNorm, self_attention
-from saliency.generators.weights import (
-    PUBLISHED_WEIGHTS, imagenet_class_names, load_checkpoint, load_state_dict_checked, resolve_weights,
-)
+from saliency.downloads import load_checkpoint, load_state_dict_checked
+from saliency.generators.weights import PUBLISHED_WEIGHTS, imagenet_class_names, resolve_weights
 
 BOTTOM_WIDTH = 4
 

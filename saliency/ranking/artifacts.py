@@ -5,7 +5,7 @@ the choice: direction index, sign, shift magnitude and the direction vector itse
 length (unit for trained directions, a published vector's own length), so a later stage needs no
 other file to move along it (the index also points into ``discover/directions.pt``). A later stage
 moves z to ``z + sign · shift · vector``:
-``saliency.synthesis.masks.synthesize_batch(generator, z, c, choice.vector, choice.signed_shift, rule)``.
+``saliency.masks.synthesize_batch(generator, z, c, choice.vector, choice.signed_shift, rule)``.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from torchvision.utils import make_grid, save_image
 
 from saliency.generators.base import Generator
 from saliency.runs import atomic_path
-from saliency.synthesis.masks import MaskRule, synthesize_batch
+from saliency.masks import MaskRule, synthesize_batch
 
 SHEET_SAMPLES = 8
 

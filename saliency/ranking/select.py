@@ -4,7 +4,7 @@ DVN alone does not single out the background direction (mixtures of factors scor
 directions are tested for the effect itself, by default every direction (``rank.top``). Each
 candidate (direction k, sign σ, magnitude s) moves M latents by σ·s·h_k (h_k at its stored length)
 and draws masks with exactly the mask rule and filters the synthetic pairs will be made with
-(:class:`saliency.synthesis.masks.MaskRule`, from the synth section). Four measures, each in [0, 1]:
+(:class:`saliency.masks.MaskRule`, from the synth section). Four measures, each in [0, 1]:
 
 - ``passing``: share of samples the rule's filters keep (area filter, and the histogram filter when
   on: an object, not nothing or everything);
@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from saliency import distributed
 from saliency.generators.base import Generator
-from saliency.synthesis.masks import MaskRule, brightness, shift_latents
+from saliency.masks import MaskRule, brightness, shift_latents
 
 SIGNS = (1, -1)
 

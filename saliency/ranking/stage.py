@@ -23,7 +23,7 @@ import torch
 from saliency import distributed, generators
 from saliency.config import Config, RankConfig, SynthConfig
 from saliency.seeding import seeded_rng
-from saliency.synthesis.masks import MaskRule
+from saliency.masks import MaskRule
 from saliency.discovery.artifacts import DIRECTIONS_FILE, Directions, load_directions
 from saliency.errors import UserError
 from saliency.generators.base import Generator

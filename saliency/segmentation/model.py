@@ -27,6 +27,7 @@ from saliency.config import UnetConfig
 from saliency.errors import UserError
 from saliency.runs import atomic_torch_save, load_torch_file
 
+MODEL_FILE = "model.pt"  # the trained U-Net in its stage folder (save_unet / load_unet)
 FORMAT = "saliency-unet-v2"
 LEGACY_FORMAT = "saliency-unet-v1"  # smp only, before unet.arch existed
 CLASSIC_WIDTHS = (64, 128, 256, 512, 512)

@@ -28,7 +28,6 @@ from saliency.datasets import PairFolder
 from saliency.datasets.io import list_images, read_image
 from saliency.distributed import autocast
 from saliency.errors import UserError
-from saliency.evaluation.sources import PredictionSource
 from saliency.runs import atomic_write_bytes
 from saliency.segmentation.model import load_unet
 
@@ -150,29 +149,3 @@ def predict_folder(checkpoint: Path, images: Path, out: Path, device: str | torc
         atomic_write_bytes(target, to_png(predictor(read_image(path))))
         written += 1
     return written
-
-
-class CheckpointSource(PredictionSource):
-    """Predictions of a trained U-Net, optionally saved as PNGs (the 8-bit maps that are scored)."""
-
-    def __init__(self, checkpoint: Path, device: str | torch.device = "cpu", save_to: Path | None = None,
-                 **overrides: Any):
-        self.checkpoint = Path(checkpoint)
-        self.device, self.overrides = device, overrides
-        self.save_to = save_to
-        self.name = f"checkpoint:{self.checkpoint}"
-        self._predictor: Predictor | None = None
-
-    def check(self, dataset: PairFolder) -> None:
-        self._predictor = Predictor(self.checkpoint, self.device, **self.overrides)
-
-    def predict(self, dataset: PairFolder, stem: str, shape: tuple[int, int]) -> np.ndarray:
-        assert self._predictor is not None, "check() loads the model first"
-        png = to_png(self._predictor(dataset.image(stem)))
-        if self.save_to is not None:
-            atomic_write_bytes(Path(self.save_to) / f"{stem}.png", png)
-        # Score exactly the 8-bit map a user gets from `saliency predict`.
-        prediction = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
-        if prediction.shape != shape:
-            raise UserError(f"image {stem} and its mask differ in size ({prediction.shape} vs {shape}); fix the dataset")
-        return prediction

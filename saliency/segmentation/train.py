@@ -31,14 +31,13 @@ from saliency.datasets import PairFolder, resolve
 from saliency.errors import UserError
 from saliency.runs import Stage, load_torch_file, read_manifest, run_stage
 from saliency.segmentation.augment import Augmenter
-from saliency.segmentation.model import UnetSpec, build_unet, save_unet
+from saliency.segmentation.model import MODEL_FILE, UnetSpec, build_unet, save_unet
 from saliency.segmentation.predict import Inference, predict_image
 from saliency.training import History, ProgressLog, load_checkpoint, save_checkpoint, save_curves, step_rng
 
 log = logging.getLogger("saliency")
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
-MODEL_FILE = "model.pt"
 BATCH_STREAM, AUGMENT_STREAM = 0, 1
 LOG_EVERY = 10
 

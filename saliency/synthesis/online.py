@@ -1,7 +1,7 @@
 """Image/mask pairs synthesized on the fly, the way the authors' code feeds its U-Net.
 
 This is the one sampling path of the project: :func:`shard_draws` turns (seed, shard) into a
-stream of generator samples with their masks (the rule of :mod:`saliency.synthesis.masks`) and
+stream of generator samples with their masks (the rule of :mod:`saliency.masks`) and
 the area filter's verdict; :mod:`saliency.synthesis.shards` writes the accepted ones to disk and
 :class:`OnlinePairs` hands them straight to a ``DataLoader``. Randomness is per shard (a
 ``torch.Generator`` seeded from (seed, shard)), so shard k is the same wherever and whenever it is
@@ -23,7 +23,7 @@ from saliency import distributed
 from saliency.errors import UserError
 from saliency.generators.base import Generator
 from saliency.seeding import seeded_rng
-from saliency.synthesis.masks import MaskRule, area_fraction, synthesize_batch
+from saliency.masks import MaskRule, area_fraction, synthesize_batch
 
 SHARD_STREAM = 7  # keeps these seeds apart from other stages' streams of the same seed
 # A shard that keeps under 1 % of its first 1024 draws would take forever: the direction, sign or

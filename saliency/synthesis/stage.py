@@ -31,7 +31,7 @@ from saliency.errors import UserError
 from saliency.generators.base import Generator
 from saliency.ranking.artifacts import RANK_FILE, load_choice
 from saliency.runs import Stage, atomic_write_json, run_stage
-from saliency.synthesis.masks import MaskRule
+from saliency.masks import MaskRule
 from saliency.synthesis.online import OnlinePairs, PairSampler, shard_counts
 from saliency.synthesis.shards import (SHARDS_DIR, STATS_FILE, my_shards, remove_extra_shards, write_shards,
                                        write_summary)

@@ -9,7 +9,7 @@ import torch
 from saliency.errors import UserError
 from saliency.generators import available, load
 from saliency.generators.toyscene import FACTOR_NAMES, MASK_THRESHOLD, SHAPES, ToyScene
-from saliency.synthesis.masks import MaskRule, synthesize_batch
+from saliency.masks import MaskRule, synthesize_batch
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import torch
 
 from saliency.errors import UserError
 from tests.conftest import missing_shared_data
+from saliency.downloads import WeightFile, load_checkpoint
 from saliency.generators.weights import (
-    PUBLISHED_DIRECTIONS, PUBLISHED_WEIGHTS, WeightFile, WeightsSpec, imagenet_class_names, load_checkpoint,
-    resolve_weights,
+    PUBLISHED_DIRECTIONS, PUBLISHED_WEIGHTS, WeightsSpec, imagenet_class_names, resolve_weights,
 )
 
 FORMATS_README = Path(__file__).resolve().parents[3] / "shared" / "formats" / "README.md"

@@ -25,7 +25,7 @@ from saliency.discovery.artifacts import Directions, save_directions
 from saliency.errors import UserError
 from saliency.ranking.artifacts import Choice, save_rank
 from saliency.synthesis import shards
-from saliency.synthesis.masks import MaskRule
+from saliency.masks import MaskRule
 from saliency.synthesis.online import PairSampler, shard_draws, shard_rng
 from saliency.synthesis.shards import ShardDataset
 from saliency.synthesis.stage import online_pairs, run_synth

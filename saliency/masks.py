@@ -1,5 +1,8 @@
 """The mask rules: the one place that turns a latent shift into object masks (docs/method.md §4, §7).
 
+Below every stage that needs them: discovery (`optimize` scores brightness), ranking (the effect
+check) and synthesis import this module, so none of them imports another for it.
+
 Moving z along the background direction changes the background and leaves (or lightens) the
 object, so comparing the shifted image with a threshold, or with the unshifted image, separates
 them. Four rules, each a plain function of image tensors, so every stage (rank's effect check, the

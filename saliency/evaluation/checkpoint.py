@@ -1,0 +1,44 @@
+"""Predictions of a trained U-Net as an evaluation source (``saliency eval --checkpoint``, the pipeline's
+eval stage). Evaluation imports segmentation, never the reverse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from saliency.datasets import PairFolder
+from saliency.errors import UserError
+from saliency.evaluation.sources import PredictionSource
+from saliency.runs import atomic_write_bytes
+from saliency.segmentation.predict import Predictor, to_png
+
+
+class CheckpointSource(PredictionSource):
+    """Predictions of a trained U-Net, optionally saved as PNGs (the 8-bit maps that are scored)."""
+
+    def __init__(self, checkpoint: Path, device: str | torch.device = "cpu", save_to: Path | None = None,
+                 **overrides: Any):
+        self.checkpoint = Path(checkpoint)
+        self.device, self.overrides = device, overrides
+        self.save_to = save_to
+        self.name = f"checkpoint:{self.checkpoint}"
+        self._predictor: Predictor | None = None
+
+    def check(self, dataset: PairFolder) -> None:
+        self._predictor = Predictor(self.checkpoint, self.device, **self.overrides)
+
+    def predict(self, dataset: PairFolder, stem: str, shape: tuple[int, int]) -> np.ndarray:
+        if self._predictor is None:
+            raise RuntimeError("CheckpointSource.check() loads the model; call it before predict()")
+        png = to_png(self._predictor(dataset.image(stem)))
+        if self.save_to is not None:
+            atomic_write_bytes(Path(self.save_to) / f"{stem}.png", png)
+        # Score exactly the 8-bit map a user gets from `saliency predict`.
+        prediction = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+        if prediction.shape != shape:
+            raise UserError(f"image {stem} and its mask differ in size ({prediction.shape} vs {shape}); fix the dataset")
+        return prediction
