@@ -30,9 +30,9 @@ from torchvision.models import ResNet18_Weights, resnet18
 from saliency import distributed, generators
 from saliency.config import Config
 from saliency.datasets import PairFolder, resolve
-from saliency.errors import UserError
 from saliency.downloads import WeightFile, ensure_published, load_checkpoint, load_state_dict_checked
-from saliency.runs import Stage, atomic_path, atomic_write_json, run_stage
+from saliency.errors import UserError
+from saliency.runs import Stage, atomic_path, atomic_write_json, read_json_file, run_stage
 
 log = logging.getLogger("saliency")
 
@@ -168,6 +168,11 @@ def save_classes(path: Path, chosen: ChosenClasses) -> Path:
     rule = ("floor(fraction * classes predicted at least once + 0.5) most frequent in top-5, ties by lower id"
             if chosen.select == "auto" else f"select = {chosen.select}")
     return atomic_write_json(Path(path), {"format": FORMAT_VERSION, "rule": rule, **dataclasses.asdict(chosen)})
+
+
+def read_classes(classes_dir: Path) -> dict[str, Any]:
+    """Everything a ``classes.json`` records (ids, names, counts, rule, classifier), for the report."""
+    return read_json_file(Path(classes_dir) / CLASSES_FILE, "classes file", "rerun `saliency classes`")
 
 
 def load_classes(run_dir: Path, dataset: str) -> ChosenClasses:

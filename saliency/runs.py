@@ -169,6 +169,21 @@ def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
+def read_json_file(path: Path, what: str, remedy: str) -> dict[str, Any]:
+    """A JSON object a stage wrote; missing, unreadable or not an object is a UserError that names
+    ``path`` and ends with ``remedy``. Each artifact's owner wraps it (``ranking.artifacts.read_rank``...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: {what} not found; {remedy}")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not a {what} ({error}); {remedy}") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: not a {what} (not a JSON object); {remedy}")
+    return record
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold ``RUN/.lock`` while a stage works in the run folder; a second process gets one line

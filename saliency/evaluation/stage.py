@@ -18,7 +18,7 @@ from saliency.datasets import PairFolder, resolve
 from saliency.errors import UserError
 from saliency.evaluation.sources import PredictionSource
 from saliency.metrics import EvaluationResult, SaliencyEvaluator
-from saliency.runs import Stage, atomic_write_json, atomic_write_text, run_stage
+from saliency.runs import Stage, atomic_write_json, atomic_write_text, read_json_file, run_stage
 
 log = logging.getLogger("saliency")
 
@@ -33,10 +33,14 @@ def evaluate(dataset: PairFolder, source: PredictionSource, metrics: list[str]) 
     return evaluator.result()
 
 
+METRICS_FILE = "metrics.json"
+PER_IMAGE_FILE = "per_image.csv"
+
+
 def write_results(result: EvaluationResult, metrics_path: Path, details: dict[str, Any]) -> tuple[Path, Path]:
     """``metrics.json`` (summary and where it came from) and the per-image CSV beside it."""
-    per_image_path = metrics_path.with_name("per_image.csv") if metrics_path.name == "metrics.json" \
-        else metrics_path.with_suffix(".per_image.csv")
+    per_image_path = metrics_path.with_name(PER_IMAGE_FILE) if metrics_path.name == METRICS_FILE \
+        else metrics_path.with_suffix(f".{PER_IMAGE_FILE}")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(result.per_image[0]))
     writer.writeheader()
@@ -44,6 +48,16 @@ def write_results(result: EvaluationResult, metrics_path: Path, details: dict[st
     atomic_write_text(per_image_path, buffer.getvalue())
     atomic_write_json(metrics_path, {**details, "metrics": result.summary, "per_image": per_image_path.name})
     return metrics_path, per_image_path
+
+
+def read_results(eval_dir: Path) -> dict[str, Any]:
+    """What an eval stage recorded: ``metrics.json`` (summary, dataset, source, its per-image file)."""
+    return read_json_file(Path(eval_dir) / METRICS_FILE, "metrics file", "rerun `saliency eval`")
+
+
+def per_image_path(eval_dir: Path, results: dict[str, Any]) -> Path:
+    """The per-image CSV that ``results`` (from :func:`read_results`) points to."""
+    return Path(eval_dir) / str(results.get("per_image") or PER_IMAGE_FILE)
 
 
 def read_per_image(path: Path) -> list[dict[str, str]]:
@@ -62,14 +76,14 @@ def run_eval(dataset_name: str, split: str | None, source: PredictionSource, met
     details = {"dataset": dataset_name, "split": split, "images": len(dataset), "source": source.name}
     if output is not None:
         if Path(output).is_dir():
-            raise UserError(f"--output {output} is a folder; give a file name such as {Path(output) / 'metrics.json'}")
+            raise UserError(f"--output {output} is a folder; give a file name such as {Path(output) / METRICS_FILE}")
         result = evaluate(dataset, source, metrics)
         write_results(result, Path(output), details)
         return result.summary
 
     def body(stage: Stage) -> dict[str, float]:
         result = evaluate(dataset, source, metrics)
-        write_results(result, stage.dir / "metrics.json", details)
+        write_results(result, stage.dir / METRICS_FILE, details)
         return result.summary
 
     stage = Stage(run_dir, "eval", config={**details, "metrics": list(metrics), **(settings or {})},

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from saliency.errors import UserError
-from saliency.runs import atomic_write_json
+from saliency.runs import atomic_write_json, read_json_file
 
 RANK_FILE = "rank.json"
 CANDIDATES_DIR = "candidates"
@@ -46,6 +46,11 @@ def save_rank(path: Path, content: dict[str, Any], choice: Choice) -> Path:
         "direction": choice.direction, "sign": choice.sign, "shift": choice.shift,
         "overridden": choice.overridden, "vector": [float(v) for v in choice.vector.tolist()]}}
     return atomic_write_json(Path(path), record)
+
+
+def read_rank(rank_dir: Path) -> dict[str, Any]:
+    """Everything a ``rank.json`` records (DVN, candidates, settings, the choice), for the report."""
+    return read_json_file(Path(rank_dir) / RANK_FILE, "rank file", "rerun `saliency rank`")
 
 
 def load_choice(path: Path, dim_z: int | None = None) -> Choice:

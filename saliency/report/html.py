@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +23,13 @@ from PIL import Image
 from saliency.config import METRIC_NAMES
 from saliency.datasets import resolve
 from saliency.errors import UserError
-from saliency.evaluation.stage import read_per_image
+from saliency.classes import read_classes
+from saliency.evaluation.stage import METRICS_FILE, per_image_path, read_per_image, read_results
 from saliency.metrics import HIGHER_IS_BETTER
-from saliency.ranking.artifacts import candidate_sheet_path
+from saliency.ranking.artifacts import candidate_sheet_path, read_rank
 from saliency.report.figures import best_and_worst, case_figure, ranking_metric
 from saliency.runs import atomic_write_text, read_manifest
+from saliency.synthesis.shards import read_stats
 
 REPORT_FILE = "report.html"
 # Pictures larger than this are re-encoded as JPEG (and shrunk if needed): BigGAN direction grids
@@ -172,7 +173,7 @@ def _discover(view: StageView) -> str:
 
 
 def _rank(view: StageView) -> str:
-    rank = _read_json(view.dir / "rank.json")
+    rank = read_rank(view.dir)
     choice = rank["choice"]
     candidates = sorted(rank.get("candidates", []), key=lambda c: c["score"], reverse=True)
     chosen = next((c for c in candidates if _same_move(c, choice)), None)
@@ -208,7 +209,7 @@ def _candidate_sheets(rank_dir: Path, rank: dict[str, Any], choice: dict[str, An
 
 
 def _classes(view: StageView) -> str:
-    chosen = _read_json(view.dir / "classes.json")
+    chosen = read_classes(view.dir)
     ids, names, counts = chosen.get("ids", []), chosen.get("names", []), chosen.get("counts")
     summary = {"dataset": chosen.get("dataset"), "split": chosen.get("split"), "selection": chosen.get("rule"),
                "classifier": chosen.get("classifier"), "images counted": chosen.get("images"),
@@ -226,7 +227,7 @@ def _classes(view: StageView) -> str:
 
 
 def _synth(view: StageView) -> str:
-    stats = _read_json(view.dir / "stats.json")
+    stats = read_stats(view.dir)
     area_range = stats.get("area_range") or ["?", "?"]
     summary = {"pairs": stats.get("pairs"), "drawn": stats.get("drawn"),
                "acceptance rate": stats.get("acceptance_rate"), "resolution": stats.get("resolution"),
@@ -248,7 +249,7 @@ def _unet(view: StageView) -> str:
 
 
 def _eval(view: StageView) -> str:
-    results = _read_json(view.dir / "metrics.json")
+    results = read_results(view.dir)
     metrics = results.get("metrics") or {}
     summary = {"dataset": results.get("dataset"), "split": results.get("split"), "images": results.get("images"),
                "predictions from": results.get("source")}
@@ -258,7 +259,7 @@ def _eval(view: StageView) -> str:
 
 def _cases(eval_dir: Path, results: dict[str, Any]) -> str:
     """The best and worst images by per-image MAE, each group one composed picture."""
-    per_image = read_per_image(eval_dir / str(results.get("per_image") or "per_image.csv"))
+    per_image = read_per_image(per_image_path(eval_dir, results))
     metric = ranking_metric(list(per_image[0])) if per_image else None
     predictions = eval_dir / "predictions"
     if metric is None or not predictions.is_dir():
@@ -430,12 +431,7 @@ def data_uri(data: bytes, budget: int = IMAGE_BUDGET) -> str:
 
 
 def _eval_results(view: StageView) -> dict[str, Any] | None:
-    path = view.dir / "metrics.json"
-    return _read_json(path) if view.status == "complete" and path.is_file() else None
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_results(view.dir) if view.status == "complete" and (view.dir / METRICS_FILE).is_file() else None
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -29,7 +29,8 @@ from saliency import distributed
 from saliency.config import Config
 from saliency.datasets import PairFolder, resolve
 from saliency.errors import UserError
-from saliency.runs import Stage, load_torch_file, read_manifest, run_stage
+from saliency.classes import CLASSES_FILE
+from saliency.runs import MANIFEST, Stage, load_torch_file, read_manifest, run_stage
 from saliency.segmentation.augment import Augmenter
 from saliency.segmentation.model import MODEL_FILE, UnetSpec, build_unet, save_unet
 from saliency.segmentation.predict import Inference, predict_image
@@ -213,12 +214,12 @@ def run_train_unet(cfg: Config, run_dir: Path, device: str | torch.device, force
     section = {"unet": dataclasses.asdict(cfg.unet), "eval": {"dataset": cfg.eval.dataset, "split": cfg.eval.split}}
     inputs: dict[str, Path] = {}
     if pairs is None and cfg.unet.source == "shards":
-        inputs = {"pairs": Path(run_dir) / "synth" / "manifest.json"}
+        inputs = {"pairs": Path(run_dir) / "synth" / MANIFEST}
     elif pairs is None:  # online: the pairs are made from the generator, the direction and the classes
         from saliency.synthesis.stage import direction_inputs
 
         section.update(generator=dataclasses.asdict(cfg.generator), synth=dataclasses.asdict(cfg.synth))
-        inputs = {"classes": Path(run_dir) / "classes" / "classes.json", **direction_inputs(cfg, Path(run_dir))}
+        inputs = {"classes": Path(run_dir) / "classes" / CLASSES_FILE, **direction_inputs(cfg, Path(run_dir))}
     stage = Stage(run_dir, "unet", config=section, seed=cfg.unet.seed, inputs=inputs, precision=cfg.run.precision)
     body = functools.partial(_train_stage, cfg=cfg, run_dir=Path(run_dir), device=device, section=section,
                              pairs=pairs)

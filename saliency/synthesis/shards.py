@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 from torchvision.utils import make_grid
 
 from saliency.datasets.io import read_image, read_mask
-from saliency.runs import atomic_write_bytes, atomic_write_json, atomic_write_text
+from saliency.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json_file
 from saliency.synthesis.online import PairSampler, from_uint8, shard_counts, shard_draws
 
 log = logging.getLogger("saliency")
@@ -155,6 +155,11 @@ def collect(root: Path, n: int, shard_size: int) -> tuple[list[dict[str, Any]], 
               "area_histogram": {"edges": [round(i / AREA_BINS, 4) for i in range(AREA_BINS + 1)],
                                  "drawn": histogram, "accepted": accepted}}
     return records, totals
+
+
+def read_stats(synth_dir: Path) -> dict[str, Any]:
+    """The totals of a synthetic dataset (``stats.json``: pairs, drawn, acceptance, area histogram)."""
+    return read_json_file(Path(synth_dir) / STATS_FILE, "synthesis statistics file", "rerun `saliency synth-dataset`")
 
 
 def write_summary(synth_dir: Path, n: int, shard_size: int, details: dict[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from saliency.ranking.artifacts import RANK_FILE, load_choice
 from saliency.runs import Stage, atomic_write_json, run_stage
 from saliency.masks import MaskRule
 from saliency.synthesis.online import OnlinePairs, PairSampler, shard_counts
-from saliency.synthesis.shards import (SHARDS_DIR, STATS_FILE, my_shards, remove_extra_shards, write_shards,
+from saliency.synthesis.shards import (SHARDS_DIR, my_shards, read_stats, remove_extra_shards, write_shards,
                                        write_summary)
 
 log = logging.getLogger("saliency")
@@ -196,7 +196,7 @@ def _synth(stage: Stage, cfg: Config, device: torch.device, chosen: ChosenClasse
                    "shard_size": options.shard_size}
         write_summary(stage.dir, options.n, options.shard_size, details)
     distributed.barrier()
-    stats = json.loads((stage.dir / STATS_FILE).read_text())
+    stats = read_stats(stage.dir)
     log.info("synth: %d pairs in %d shards, acceptance rate %.3f", stats["pairs"], len(counts),
              stats["acceptance_rate"])
     return {"pairs": stats["pairs"], "shards": len(counts), "drawn": stats["drawn"],

@@ -224,7 +224,8 @@ def test_damaged_stage_is_a_note_not_a_crash(full_run: Path) -> None:
     (full_run / "rank" / "rank.json").unlink()
     (full_run / "synth" / "sheet.png").unlink()
     page = build_report(full_run).read_text(encoding="utf-8")
-    assert "cannot show this section: FileNotFoundError" in page and "missing picture: synth/sheet.png" in page
+    assert "cannot show this section: UserError" in page and "rank file not found; rerun `saliency rank`" in page
+    assert "missing picture: synth/sheet.png" in page
     assert "6. Evaluation" in page and "2 best images by MAE" in page
 
 
