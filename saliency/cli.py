@@ -367,18 +367,19 @@ def synth_dataset_command(dataset: str | None, n: int | None, generator_name: st
 @click.option("--top", type=int, default=None, help="Directions (best by DVN) tested for background removal.")
 @click.option("--direction", type=int, default=None, help="Override the choice: column of discover/directions.pt.")
 @click.option("--sign", type=click.Choice(["1", "+1", "-1"]), default=None, help="Override the choice's sign.")
-@click.option("--shift", type=float, default=None, help="Override the choice's shift magnitude.")
+@click.option("--magnitude", type=float, default=None, help="Override the choice's shift magnitude (rank.magnitude; "
+                                                                "rank.shift is DVN's shift length).")
 @click.option("--seed", type=int, default=None)
 @click.option("--device", default=None, help="cpu, cuda or auto.")
 @stage_options
-def rank_command(real: str | None, top: int | None, direction: int | None, sign: str | None, shift: float | None,
+def rank_command(real: str | None, top: int | None, direction: int | None, sign: str | None, magnitude: float | None,
                  seed: int | None, device: str | None, run_dir: Path | None, config_path: Path | None,
                  force: bool) -> None:
     """Stage 2: rank directions by DVN and choose the background-removal direction, sign and shift."""
     from saliency.ranking.stage import run_rank
 
     overrides = {"rank.real": real, "rank.top": top, "rank.direction": direction,
-                 "rank.sign": None if sign is None else int(sign), "rank.magnitude": shift, "rank.seed": seed,
+                 "rank.sign": None if sign is None else int(sign), "rank.magnitude": magnitude, "rank.seed": seed,
                  "run.device": device}
     config, run_dir = resolve(config_path, run_dir, overrides)
     print_metrics(run_rank(config, run_dir, config.run.device, force=force))

@@ -129,7 +129,8 @@ def _extract_member(archive: Path, file: WeightFile, dest: Path) -> Path:
             if len(members) != 1:
                 raise _CorruptDownload(f"{file.url} holds {len(members)} files named {file.name}, expected 1")
             source = tar.extractfile(members[0])
-            assert source is not None  # a regular file always has content
+            if source is None:
+                raise _CorruptDownload(f"{file.url}: {file.name} in the archive has no content")
             with source, open(dest, "wb") as out:
                 shutil.copyfileobj(source, out, _CHUNK)
     except tarfile.TarError as err:

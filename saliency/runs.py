@@ -22,8 +22,8 @@ import json
 import logging
 import os
 import platform
+import secrets
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -38,9 +38,20 @@ MANIFEST = "manifest.json"
 LOG = "log.txt"
 LOCK = ".lock"
 ASIDE_SUFFIX = ".replaced"  # a complete stage under --force, kept until its replacement completes
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 _VERSIONED_PACKAGES = ("saliency", "torch", "torchvision", "segmentation-models-pytorch", "numpy", "opencv-python-headless")
+
+
+def _fresh_temporary(path: Path) -> Path:
+    """A new empty file beside ``path``, created with mode 0666 so the process umask applies to it as to
+    any file the user makes (mkstemp's 0600 would hide shared results; reading the umask would
+    mean changing it)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 @contextlib.contextmanager
@@ -48,10 +59,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared like any file
+    tmp = _fresh_temporary(path)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def write_pair(root: Path, stem: str, mask: np.ndarray, image_suffix: str = ".jp
     """One image (random colours) and its 0/255 mask."""
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / mask_folder).mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(abs(hash(stem)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(stem.encode()))  # the same pixels in every process
     image = rng.integers(0, 255, (*mask.shape, 3), dtype=np.uint8)
     Image.fromarray(image).save(root / "images" / f"{stem}{image_suffix}")
     Image.fromarray((mask > 0).astype(np.uint8) * 255).save(root / mask_folder / f"{stem}.png")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from saliency.datasets import resolve
-from saliency.metrics import SaliencyEvaluator
+from saliency.config import METRIC_NAMES
+from saliency.metrics import HIGHER_IS_BETTER, SaliencyEvaluator
 
 
 def hand_fbeta_curve(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -104,3 +105,8 @@ def test_ground_truth_as_prediction_on_ecssd(data_root) -> None:
 def test_shape_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="differ in shape"):
         SaliencyEvaluator().add("x", np.zeros((2, 2)), np.zeros((3, 3), bool))
+
+
+def test_every_metric_has_a_direction() -> None:
+    """The report and the baselines' comparison read "better" from this table."""
+    assert set(HIGHER_IS_BETTER) == set(METRIC_NAMES)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from saliency.errors import UserError
-from saliency.runs import Stage, atomic_path, atomic_write_json, fingerprint, read_manifest, run_stage
+from saliency.runs import (Stage, atomic_path, atomic_write_json, atomic_write_text, fingerprint, read_manifest,
+                           run_stage)
 
 
 def test_atomic_write_keeps_old_file_on_error(tmp_path: Path) -> None:
@@ -75,3 +77,14 @@ def test_bad_input_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(UserError):
         run_stage(stage, reject)
     assert not (tmp_path / "run").exists()
+
+
+def test_atomic_writes_follow_the_umask_without_changing_it(tmp_path: Path) -> None:
+    previous = os.umask(0o027)
+    try:
+        written = atomic_write_text(tmp_path / "result.txt", "shared")
+        assert os.umask(0o027) == 0o027  # nothing changed the process's umask
+    finally:
+        os.umask(previous)
+    assert written.read_text() == "shared" and written.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["result.txt"]  # no temporary file left

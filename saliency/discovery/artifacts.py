@@ -85,13 +85,19 @@ def load_directions(path: Path, dim_z: int | None = None, generator: str | None 
         raise UserError(f"{path}: directions file not found; run `saliency discover` for this run first")
     raw = load_torch_file(path, "directions file", "run `saliency discover` again (--force)")
     found = _parse(raw, path)
-    if dim_z is not None and found.dim_z != dim_z:
-        raise UserError(f"{path}: directions are {found.dim_z}-dimensional ({found.generator}), the generator's "
-                        f"latent space is {dim_z}-dimensional; rerun `saliency discover` for this generator")
+    if dim_z is not None:
+        check_latent_size(found, dim_z, path)
     if generator is not None and found.generator != generator:
         raise UserError(f"{path}: directions were discovered for generator {found.generator!r}, not {generator!r}; "
                         f"rerun `saliency discover` for this generator")
     return found
+
+
+def check_latent_size(found: Directions, dim_z: int, path: Path) -> None:
+    """``found`` (read from ``path``) lives in a ``dim_z``-dimensional latent space, or a UserError."""
+    if found.dim_z != dim_z:
+        raise UserError(f"{path}: directions are {found.dim_z}-dimensional ({found.generator}), the generator's "
+                        f"latent space is {dim_z}-dimensional; rerun `saliency discover` for this generator")
 
 
 def save_reconstructor(path: Path, reconstructor: torch.nn.Module, name: str, num_directions: int) -> Path:

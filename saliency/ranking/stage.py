@@ -22,17 +22,17 @@ import torch
 
 from saliency import distributed, generators
 from saliency.config import Config, RankConfig, SynthConfig
-from saliency.seeding import seeded_rng
-from saliency.masks import MaskRule
-from saliency.discovery.artifacts import DIRECTIONS_FILE, Directions, load_directions
+from saliency.discovery.artifacts import DIRECTIONS_FILE, Directions, check_latent_size, load_directions
 from saliency.errors import UserError
 from saliency.generators.base import Generator
+from saliency.masks import MaskRule
 from saliency.ranking.artifacts import RANK_FILE, Choice, candidate_sheet_path, save_rank
 from saliency.ranking.dvn import DVNSettings, dvn_scores, dvn_top
 from saliency.ranking.pictures import save_candidate_sheet, save_dvn_chart
 from saliency.ranking.real import check_real, real_folder, real_images
 from saliency.ranking.select import Candidate, MaskSettings, choose, score_candidates
 from saliency.runs import Stage, run_stage
+from saliency.seeding import seeded_rng
 
 log = logging.getLogger("saliency")
 
@@ -49,10 +49,8 @@ def run_rank(cfg: Config, run_dir: Path, device: str | torch.device, force: bool
     options = cfg.rank
     check_options(options, cfg.synth)
     check_real(options.real)
-    generator = generators.load(cfg.generator.name, weights=cfg.generator.weights, device=device,
-                                **cfg.generator.options).requires_grad_(False)
     directions_path = run_dir / "discover" / DIRECTIONS_FILE
-    found = load_directions(directions_path, dim_z=generator.dim_z, generator=cfg.generator.name)
+    found = load_directions(directions_path, generator=cfg.generator.name)
     if options.direction is not None and options.direction >= found.count:
         raise UserError(f"rank.direction = {options.direction} (--direction) is out of range: {directions_path} "
                         f"holds {found.count} directions (0..{found.count - 1})")
@@ -63,8 +61,8 @@ def run_rank(cfg: Config, run_dir: Path, device: str | torch.device, force: bool
     section = {"generator": dataclasses.asdict(cfg.generator), "rank": dataclasses.asdict(options),
                "masks": dataclasses.asdict(masks)}
     stage = Stage(run_dir, "rank", config=section, seed=options.seed, inputs=inputs, precision=cfg.run.precision)
-    body = functools.partial(_rank, generator=generator, found=found, options=options, masks=masks,
-                             truncation=cfg.generator.truncation, synth_shift=cfg.synth.shift)
+    # The generator (a download, perhaps) is loaded only when the stage has work to do.
+    body = functools.partial(_rank, cfg=cfg, device=device, found=found, masks=masks)
     return run_stage(stage, body, force=force)
 
 
@@ -75,7 +73,7 @@ def check_options(options: RankConfig, rule: SynthConfig) -> None:
     if not options.mask_shifts or any(s <= 0 for s in options.mask_shifts):
         raise UserError(f"rank.mask_shifts = {options.mask_shifts}: give one or more positive magnitudes")
     if options.magnitude is not None and options.magnitude <= 0:
-        raise UserError(f"rank.magnitude = {options.magnitude} (--shift): give a positive shift length")
+        raise UserError(f"rank.magnitude = {options.magnitude} (--magnitude): give a positive shift length")
     if rule.shift is not None and rule.shift <= 0:
         raise UserError(f"synth.shift = {rule.shift}: give a positive shift (or null for rank's choice)")
     if rule.min_area is not None and rule.min_area > rule.max_area:
@@ -106,8 +104,11 @@ def candidate_directions(dvn: torch.Tensor, top: int | None, override: int | Non
     return chosen
 
 
-def _rank(stage: Stage, generator: Generator, found: Directions, options: RankConfig, masks: MaskSettings,
-          truncation: float | None, synth_shift: float | None) -> dict[str, Any]:
+def _rank(stage: Stage, cfg: Config, device: torch.device, found: Directions, masks: MaskSettings) -> dict[str, Any]:
+    options, truncation, synth_shift = cfg.rank, cfg.generator.truncation, cfg.synth.shift
+    generator = generators.load(cfg.generator.name, weights=cfg.generator.weights, device=device,
+                                **cfg.generator.options).requires_grad_(False)
+    check_latent_size(found, generator.dim_z, Path(stage.run_dir) / "discover" / DIRECTIONS_FILE)
     directions = found.directions.to(generator.device)
     vectors = found.vectors.to(generator.device)
     settings = dvn_settings(options, masks.precision)

@@ -113,7 +113,8 @@ def predict_image(model: nn.Module, image: np.ndarray, device: str | torch.devic
 
 def to_png(probability: np.ndarray) -> bytes:
     ok, encoded = cv2.imencode(".png", np.clip(np.round(probability * 255), 0, 255).astype(np.uint8))
-    assert ok, "PNG encoding failed"
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the prediction as PNG")
     return encoded.tobytes()
 
 

@@ -35,7 +35,8 @@ def check_background_choice(world: ToyWorld, run_dir: Path, background: int) -> 
     assert not choice.overridden
 
 
-def test_acceptance_background_direction_found_among_random_ones(world: ToyWorld, tmp_path: Path) -> None:
+def test_acceptance_background_direction_found_among_random_ones(world: ToyWorld, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     matrix, background = mixed_directions(world)
     run_dir = tmp_path / "run"
     write_directions(run_dir, matrix)
@@ -52,7 +53,12 @@ def test_acceptance_background_direction_found_among_random_ones(world: ToyWorld
     assert (run_dir / "rank" / "dvn.png").stat().st_size > 0
     sheets = sorted(p.name for p in (run_dir / "rank" / "candidates").glob("*.png"))
     assert f"direction{background:03d}_plus.png" in sheets
-    # Complete with the same config and inputs: skipped, same metrics.
+    # Complete with the same config and inputs: skipped, same metrics, and the generator (for a
+    # published one, perhaps a download) is never loaded.
+    def no_generator(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a complete rank stage loaded its generator")
+
+    monkeypatch.setattr("saliency.generators.load", no_generator)
     assert run_rank(cfg, run_dir, "cpu") == metrics
 
 
@@ -87,7 +93,7 @@ def test_override_is_chosen_and_scores_still_written(world: ToyWorld, tmp_path: 
     write_directions(run_dir, matrix)
     config = write_config(tmp_path / "cfg.yaml", **TINY)
     result = run_cli("rank", "--run", run_dir, "--config", config, "--direction", "4", "--sign", "-1",
-                     "--shift", "9")
+                     "--magnitude", "9")
     assert result.code == 0, result.err
     ranking = rank_json(run_dir)
     assert {k: ranking["choice"][k] for k in ("direction", "sign", "shift", "overridden")} == {

@@ -7,6 +7,7 @@ import math
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -71,10 +72,15 @@ def test_inference_resizes_shorter_side_to_128_and_back(checkpoint: Path) -> Non
     assert to_input(image).shape == (1, 3, 128, 192)  # 128 · 451 // 300 = 192 (the authors round down)
     assert to_input(image[:, :449]).shape == (1, 3, 128, 191)
     model, _ = load_unet(checkpoint)
+    with torch.no_grad():
+        logits = model(to_input(image))
     for activation in ("softmax", "sigmoid-logit"):
         probability = predict_image(model, image, inference=Inference(activation=activation))
         assert probability.shape == (300, 451) and probability.dtype == np.float32
-        assert 0 <= probability.min() and probability.max() <= 1
+        # the model's map at 128 × 192, resized back to the photo's own size
+        small = foreground_probability(logits, activation)[0].numpy()
+        expected = cv2.resize(small, (451, 300), interpolation=cv2.INTER_LINEAR)
+        assert np.abs(probability - expected).max() < 1e-5
 
 
 def test_flip_averages_with_the_mirrored_prediction(checkpoint: Path) -> None:
