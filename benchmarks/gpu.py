@@ -35,22 +35,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import torch
-
 import discover_speed
 import generator_speed
 import rank_speed
 import synth_speed
+import torch
 import unet_speed
+
 from saliency import distributed, generators
 from saliency.config import Config, apply_overrides, load_config
 from saliency.datasets import get_spec
 from saliency.errors import UserError
 from saliency.generators.biggan import CONFIGS, BigGAN
+from saliency.masks import MaskRule
 from saliency.ranking.stage import dvn_settings, mask_settings
 from saliency.segmentation.model import UnetSpec, build_unet
 from saliency.segmentation.train import uses_channels_last
-from saliency.masks import MaskRule
 
 T = TypeVar("T")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "pipelines" / "biggan-ecssd.yaml"

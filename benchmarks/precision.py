@@ -100,12 +100,12 @@ def main(argv: list[str] | None = None) -> None:
         reference, low = forward(case, "fp32", device), forward(case, "bf16", device)
         difference = float((reference - low).abs().max())
         spread = float(reference.max() - reference.min()) or 1.0
-        timed = {p: 1000 * seconds(lambda p=p: forward(case, p, device), args.iterations, device)
+        timed = {p: 1000 * seconds(lambda p=p, case=case: forward(case, p, device), args.iterations, device)
                  for p in distributed.PRECISIONS}
         training = "—"
         if case.trains:
             case.model.train()
-            steps = [1000 * seconds(lambda p=p: train_step(case, p, device), args.iterations, device)
+            steps = [1000 * seconds(lambda p=p, case=case: train_step(case, p, device), args.iterations, device)
                      for p in distributed.PRECISIONS]
             training = f"{steps[0]:.1f} / {steps[1]:.1f}"
         print(f"{case.stage:<20} {case.name:<28} {timed['fp32']:>9.1f} {timed['bf16']:>9.1f} "

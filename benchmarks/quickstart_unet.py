@@ -24,11 +24,11 @@ import torch
 
 from saliency import generators
 from saliency.datasets import resolve
-from saliency.evaluation.stage import evaluate
-from saliency.segmentation.model import UnetSpec, build_unet, save_unet
 from saliency.evaluation.checkpoint import CheckpointSource
-from saliency.segmentation.train import UnetSettings, train_unet
+from saliency.evaluation.stage import evaluate
 from saliency.masks import MaskRule
+from saliency.segmentation.model import UnetSpec, build_unet, save_unet
+from saliency.segmentation.train import UnetSettings, train_unet
 from saliency.synthesis.online import OnlinePairs, PairSampler
 
 METRICS = ["mae", "max_fbeta", "iou", "accuracy"]

@@ -19,10 +19,10 @@ import torch
 from saliency import generators
 from saliency.distributed import resolve_device
 from saliency.generators import Generator
-from saliency.seeding import seeded_rng
 from saliency.ranking.dvn import DVNSettings, dvn_scores
 from saliency.ranking.real import GENERATED, real_images
 from saliency.ranking.select import MaskSettings, score_candidates
+from saliency.seeding import seeded_rng
 
 DEFAULTS = {"cpu": ("toyworld", 8), "cuda": ("biggan-128", 120)}
 

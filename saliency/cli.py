@@ -291,7 +291,8 @@ def parse_int_list(text: str | None, option: str) -> list[int] | None:
 @click.option("--device", default=None, help="cpu, cuda or auto.")
 @stage_options
 def discover_command(generator_name: str | None, weights: str | None, method: str | None, deformator: str | None,
-                     init: str | None, reconstructor: str | None, directions: int | None, steps: int | None, batch_size: int | None,
+                     init: str | None, reconstructor: str | None, directions: int | None, steps: int | None,
+                     batch_size: int | None,
                      lr: float | None, classes: str | None, import_path: str | None, seed: int | None,
                      device: str | None, run_dir: Path | None, config_path: Path | None, force: bool) -> None:
     """Stage 1: discover K latent directions (launch with torchrun for several GPUs)."""

@@ -44,11 +44,14 @@ class SaliencyEvaluator:
         self._mae = sod.MAE()
         self._sm = sod.Smeasure()
         self._em = sod.Emeasure()
-        self._handlers = sod.FmeasureV2(metric_handlers={
+        # Kept here as well as handed to FmeasureV2: the results are read from the handlers we made,
+        # not from FmeasureV2's private attributes.
+        self._threshold_handlers = {
             "fbeta": sod.FmeasureHandler(with_dynamic=True, with_adaptive=False, beta=BETA_SQUARED),
             "iou": sod.IOUHandler(with_dynamic=False, with_adaptive=False, with_binary=True),
             "accuracy": sod.OverallAccuracyHandler(with_dynamic=False, with_adaptive=False, with_binary=True),
-        })
+        }
+        self._handlers = sod.FmeasureV2(metric_handlers=self._threshold_handlers)
         self._needs = {
             "mae": self._mae, "s_measure": self._sm, "e_measure": self._em,
             "max_fbeta": self._handlers, "mean_fbeta": self._handlers, "iou": self._handlers,
@@ -68,7 +71,7 @@ class SaliencyEvaluator:
     def result(self) -> EvaluationResult:
         per_image: dict[str, list[float]] = {}
         summary: dict[str, float] = {}
-        handlers = self._handlers._metric_handlers
+        handlers = self._threshold_handlers
         if "mae" in self.metrics:
             per_image["mae"] = [float(v) for v in self._mae.maes]
             summary["mae"] = float(np.mean(per_image["mae"]))

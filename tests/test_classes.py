@@ -15,8 +15,16 @@ from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 
 from saliency import classes
-from saliency.classes import (ChosenClasses, ClassifierSpec, count_top_classes, load_classes, run_classes,
-                              save_classes, selection_size, top_fraction)
+from saliency.classes import (
+    ChosenClasses,
+    ClassifierSpec,
+    count_top_classes,
+    load_classes,
+    run_classes,
+    save_classes,
+    selection_size,
+    top_fraction,
+)
 from saliency.config import load_config
 from saliency.errors import UserError
 

@@ -11,9 +11,21 @@ import torch.nn.functional as F
 
 from saliency.generators import load
 from saliency.generators.base import Generator
-from saliency.masks import (MASK_MODES, MaskRule, area_filter, area_fraction, brightness, diff_masks,
-                                      histogram_maxima_filter, largest_components, lighting_masks,
-                                      mean_threshold_masks, shift_latents, synthesize_batch, threshold_masks)
+from saliency.masks import (
+    MASK_MODES,
+    MaskRule,
+    area_filter,
+    area_fraction,
+    brightness,
+    diff_masks,
+    histogram_maxima_filter,
+    largest_components,
+    lighting_masks,
+    mean_threshold_masks,
+    shift_latents,
+    synthesize_batch,
+    threshold_masks,
+)
 
 
 def grey(values: torch.Tensor) -> torch.Tensor:

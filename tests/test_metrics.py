@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from saliency.datasets import resolve
 from saliency.config import METRIC_NAMES
+from saliency.datasets import resolve
 from saliency.metrics import HIGHER_IS_BETTER, SaliencyEvaluator
 
 

@@ -16,7 +16,7 @@ import torch
 
 from saliency import generators
 from saliency.config import load_config
-from saliency.pipeline import STAGES, run_pipeline, select_stages
+from saliency.pipeline import run_pipeline, select_stages
 from saliency.ranking.artifacts import load_choice
 from saliency.runs import read_manifest
 

@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 
 from saliency.errors import UserError
-from saliency.runs import (Stage, atomic_path, atomic_write_json, atomic_write_text, fingerprint, read_manifest,
-                           run_stage)
+from saliency.runs import (
+    Stage,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    fingerprint,
+    read_manifest,
+    run_stage,
+)
 
 
 def test_atomic_write_keeps_old_file_on_error(tmp_path: Path) -> None:

@@ -61,9 +61,11 @@ def open_pair_folder(root: Path, stems: list[str] | None = None, name: str = "fo
             raise UserError(f"dataset folder {root}: no masks/ or ground_truth_mask/ folder beside images/")
     images, masks = list_images(images_dir), list_images(masks_dir)
     if lone := sorted(set(images) - set(masks)):
-        raise UserError(f"{images[lone[0]]}: image without a mask in {masks_dir} ({len(lone)} such); add the mask or remove the image")
+        raise UserError(f"{images[lone[0]]}: image without a mask in {masks_dir} ({len(lone)} such); "
+                        f"add the mask or remove the image")
     if lone := sorted(set(masks) - set(images)):
-        raise UserError(f"{masks[lone[0]]}: mask without an image in {images_dir} ({len(lone)} such); add the image or remove the mask")
+        raise UserError(f"{masks[lone[0]]}: mask without an image in {images_dir} ({len(lone)} such); "
+                        f"add the image or remove the mask")
     available = sorted(images)
     if stems is None:
         stems = available

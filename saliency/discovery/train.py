@@ -24,13 +24,24 @@ import torch
 
 from saliency import distributed, generators
 from saliency.config import Config, DiscoverConfig
-from saliency.discovery.artifacts import (DIRECTIONS_FILE, RECONSTRUCTOR_FILE, Directions, save_directions,
-                                          save_reconstructor)
+from saliency.discovery.artifacts import (
+    DIRECTIONS_FILE,
+    RECONSTRUCTOR_FILE,
+    Directions,
+    save_directions,
+    save_reconstructor,
+)
 from saliency.discovery.closed_form import CLOSED_FORM, ClosedFormRequest
 from saliency.discovery.deformators import Deformator, FixedDeformator, build_deformator
 from saliency.discovery.figures import save_direction_grids
-from saliency.discovery.objectives import (OBJECTIVES, Objective, OptimizeObjective, ShiftSampler, VoynovObjective,
-                                           build_objective)
+from saliency.discovery.objectives import (
+    OBJECTIVES,
+    Objective,
+    OptimizeObjective,
+    ShiftSampler,
+    VoynovObjective,
+    build_objective,
+)
 from saliency.discovery.reconstructors import build_reconstructor
 from saliency.errors import UserError
 from saliency.generators.base import Generator

@@ -26,7 +26,7 @@ class PredictionSource(abc.ABC):
 
     name: str
 
-    def check(self, dataset: PairFolder) -> None:
+    def check(self, dataset: PairFolder) -> None:  # noqa: B027 - optional hook, most sources need no check
         """Fail before any work when the source cannot cover ``dataset``."""
 
     @abc.abstractmethod

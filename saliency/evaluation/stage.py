@@ -13,7 +13,6 @@ import torch
 from tqdm import tqdm
 
 from saliency.config import Config
-
 from saliency.datasets import PairFolder, resolve
 from saliency.errors import UserError
 from saliency.evaluation.sources import PredictionSource

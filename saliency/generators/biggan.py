@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from saliency.downloads import load_checkpoint, load_state_dict_checked
 from saliency.generators import register
 from saliency.generators.base import Generator
 from saliency.generators.layers import PowerStepSpectralNorm, self_attention
-from saliency.downloads import load_checkpoint, load_state_dict_checked
 from saliency.generators.weights import PUBLISHED_WEIGHTS, imagenet_class_names, resolve_weights
 
 BOTTOM_WIDTH = 4

@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from saliency.downloads import load_checkpoint, load_state_dict_checked
 from saliency.errors import UserError
 from saliency.generators import register
 from saliency.generators.base import Generator
 from saliency.generators.layers import StoredUVSpectralNorm, self_attention
-from saliency.downloads import load_checkpoint, load_state_dict_checked
 from saliency.generators.weights import PUBLISHED_WEIGHTS, imagenet_class_names, resolve_weights
 
 Layer = tuple[bool, int, int]  # (upsample, in channels, out channels) in multiples of channel_width

@@ -258,8 +258,10 @@ class ToyScene(FactorWorld):
         base = _spatial(shade.unsqueeze(1) * colour)
         texture = self._sample(self.noise[:, 2:], 0.35 * u, 0.35 * v, torch.zeros_like(u[:, :, :1, :1]))
         # Parts of another colour (clothes, markings): where a coarser read of the object's field is high.
-        second = _spatial((0.25 + 0.65 * torch.sigmoid(-1.3 * f["obj_shade"])).unsqueeze(1) * (0.2 + 0.8 * _hue_rgb(f["obj_hue2"])))
-        parts = torch.sigmoid(6.0 * self._sample(self.noise[:, 2:], 0.12 * u + 0.5, 0.12 * v + 0.5, torch.ones_like(u[:, :, :1, :1])))
+        second_shade = 0.25 + 0.65 * torch.sigmoid(-1.3 * f["obj_shade"])
+        second = _spatial(second_shade.unsqueeze(1) * (0.2 + 0.8 * _hue_rgb(f["obj_hue2"])))
+        coarse = self._sample(self.noise[:, 2:], 0.12 * u + 0.5, 0.12 * v + 0.5, torch.ones_like(u[:, :, :1, :1]))
+        parts = torch.sigmoid(6.0 * coarse)
         base = base + _spatial(torch.sigmoid(2.5 * f["obj_parts"])) * parts * (second - base)
         contrast = _spatial(_OBJECT_TEXTURE * torch.sigmoid(1.5 * f["obj_texture"] - 0.5))
         rounding = _spatial(0.45 * torch.sigmoid(1.5 * f["obj_shading"]))

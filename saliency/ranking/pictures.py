@@ -14,8 +14,8 @@ from matplotlib.figure import Figure
 from torchvision.utils import make_grid, save_image
 
 from saliency.generators.base import Generator
-from saliency.runs import atomic_path
 from saliency.masks import MaskRule, synthesize_batch
+from saliency.runs import atomic_path
 
 SHEET_SAMPLES = 8
 

@@ -24,7 +24,6 @@ from saliency import distributed, generators
 from saliency.config import Config, RankConfig, SynthConfig
 from saliency.discovery.artifacts import DIRECTIONS_FILE, Directions, check_latent_size, load_directions
 from saliency.errors import UserError
-from saliency.generators.base import Generator
 from saliency.masks import MaskRule
 from saliency.ranking.artifacts import RANK_FILE, Choice, candidate_sheet_path, save_rank
 from saliency.ranking.dvn import DVNSettings, dvn_scores, dvn_top

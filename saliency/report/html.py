@@ -20,10 +20,10 @@ from typing import Any, Callable
 import yaml
 from PIL import Image
 
+from saliency.classes import read_classes
 from saliency.config import METRIC_NAMES
 from saliency.datasets import resolve
 from saliency.errors import UserError
-from saliency.classes import read_classes
 from saliency.evaluation.stage import METRICS_FILE, per_image_path, read_per_image, read_results
 from saliency.metrics import HIGHER_IS_BETTER
 from saliency.ranking.artifacts import candidate_sheet_path, read_rank

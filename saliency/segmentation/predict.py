@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from saliency.datasets import PairFolder
 from saliency.datasets.io import list_images, read_image
 from saliency.distributed import autocast
 from saliency.errors import UserError

@@ -26,10 +26,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from saliency import distributed
+from saliency.classes import CLASSES_FILE
 from saliency.config import Config
 from saliency.datasets import PairFolder, resolve
 from saliency.errors import UserError
-from saliency.classes import CLASSES_FILE
 from saliency.runs import MANIFEST, Stage, load_torch_file, read_manifest, run_stage
 from saliency.segmentation.augment import Augmenter
 from saliency.segmentation.model import MODEL_FILE, UnetSpec, build_unet, save_unet

@@ -22,8 +22,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 from saliency import distributed
 from saliency.errors import UserError
 from saliency.generators.base import Generator
-from saliency.seeding import seeded_rng
 from saliency.masks import MaskRule, area_fraction, synthesize_batch
+from saliency.seeding import seeded_rng
 
 SHARD_STREAM = 7  # keeps these seeds apart from other stages' streams of the same seed
 # A shard that keeps under 1 % of its first 1024 draws would take forever: the direction, sign or

@@ -29,12 +29,18 @@ from saliency.config import Config
 from saliency.discovery.artifacts import DIRECTIONS_FILE, load_directions
 from saliency.errors import UserError
 from saliency.generators.base import Generator
+from saliency.masks import MaskRule
 from saliency.ranking.artifacts import RANK_FILE, load_choice
 from saliency.runs import Stage, atomic_write_json, run_stage
-from saliency.masks import MaskRule
 from saliency.synthesis.online import OnlinePairs, PairSampler, shard_counts
-from saliency.synthesis.shards import (SHARDS_DIR, my_shards, read_stats, remove_extra_shards, write_shards,
-                                       write_summary)
+from saliency.synthesis.shards import (
+    SHARDS_DIR,
+    my_shards,
+    read_stats,
+    remove_extra_shards,
+    write_shards,
+    write_summary,
+)
 
 log = logging.getLogger("saliency")
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from saliency.discovery.deformators import (DEFORMATORS, FCDeformator, FixedDeformator, build_deformator)
+from saliency.discovery.deformators import DEFORMATORS, FCDeformator, FixedDeformator, build_deformator
 from saliency.discovery.objectives import ShiftSampler, build_objective, centroid_loss
 from saliency.discovery.reconstructors import RECONSTRUCTORS, build_reconstructor
 from saliency.errors import UserError

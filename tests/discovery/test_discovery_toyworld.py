@@ -24,7 +24,8 @@ RCA_MARGIN = 0.1  # trained directions must beat fixed random ones by this much
 def _discover(run_dir: Path, method: str, steps: int) -> tuple[dict, float]:
     """Run the stage on the default toyworld; its metrics and the best |cos| with background whiteness."""
     config = load_config(None, {"generator.name": "toyworld", "discover.method": method,
-                                "discover.init": "identity", "discover.reconstructor": "lenet", "discover.lr": 1e-3, "discover.steps": steps,
+                                "discover.init": "identity", "discover.reconstructor": "lenet", "discover.lr": 1e-3,
+                                "discover.steps": steps,
                                 "discover.batch_size": 32, "discover.checkpoint_every": 500,
                                 "discover.rca_samples": 1024})
     started = time.perf_counter()

@@ -18,9 +18,9 @@ from saliency.discovery.deformators import build_deformator
 from saliency.discovery.objectives import OptimizeObjective, ShiftSampler, build_objective
 from saliency.discovery.reconstructors import build_reconstructor
 from saliency.discovery.train import TrainSettings, measure_rca, run_discover, train
-from saliency.training import step_rng
 from saliency.errors import UserError
 from saliency.generators.base import Generator
+from saliency.training import step_rng
 
 
 class Killed(Exception):

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from saliency import generators
+from saliency.downloads import load_state_dict_checked
 from saliency.errors import UserError
 from saliency.generators.biggan import BigGAN, BigGANConfig, ClassConditionalBatchNorm
 from saliency.generators.layers import PowerStepSpectralNorm, StoredUVSpectralNorm
-from saliency.downloads import load_state_dict_checked
 
 FORMATS = Path(__file__).resolve().parents[3] / "shared" / "formats"
 NARROW = BigGANConfig(ch=4)  # the 128 px architecture at a 24th of its width

@@ -15,12 +15,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from saliency.errors import UserError
-from tests.conftest import missing_shared_data
 from saliency.downloads import WeightFile, load_checkpoint
+from saliency.errors import UserError
 from saliency.generators.weights import (
-    PUBLISHED_DIRECTIONS, PUBLISHED_WEIGHTS, WeightsSpec, imagenet_class_names, resolve_weights,
+    PUBLISHED_DIRECTIONS,
+    PUBLISHED_WEIGHTS,
+    WeightsSpec,
+    imagenet_class_names,
+    resolve_weights,
 )
+from tests.conftest import missing_shared_data
 
 FORMATS_README = Path(__file__).resolve().parents[3] / "shared" / "formats" / "README.md"
 PAYLOAD = b"not really weights, but bytes with a known checksum" * 1000

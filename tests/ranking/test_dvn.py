@@ -9,10 +9,20 @@ import pytest
 import torch
 
 from saliency.generators.toyworld import ToyWorld
-from saliency.seeding import seeded_rng
-from saliency.ranking.dvn import (DVNSettings, GroupedLeNet, _batches, dvn_scores, dvn_top, fit, fresh_model,
-                                  generated_pairs, predict, to_uint8)
+from saliency.ranking.dvn import (
+    DVNSettings,
+    GroupedLeNet,
+    _batches,
+    dvn_scores,
+    dvn_top,
+    fit,
+    fresh_model,
+    generated_pairs,
+    predict,
+    to_uint8,
+)
 from saliency.ranking.real import generated_images
+from saliency.seeding import seeded_rng
 from tests.ranking.conftest import inactive_direction
 
 QUICK = DVNSettings(samples=640, steps=40)

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from saliency.config import load_config
-from saliency.ranking.artifacts import RANK_FILE, load_choice
 from saliency.generators.toyworld import ToyWorld
+from saliency.ranking.artifacts import RANK_FILE, load_choice
 from saliency.ranking.stage import run_rank
 from tests.ranking.conftest import mixed_directions, write_config, write_directions
 

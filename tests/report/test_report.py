@@ -19,10 +19,10 @@ from saliency.classes import ChosenClasses, save_classes
 from saliency.datasets import resolve
 from saliency.evaluation.stage import write_results
 from saliency.metrics import EvaluationResult
+from saliency.ranking.artifacts import Choice, save_rank
 from saliency.report import build_report
 from saliency.report.figures import GAP, THUMBNAIL_HEIGHT, Case, best_and_worst, case_figure
 from saliency.report.html import data_uri
-from saliency.ranking.artifacts import Choice, save_rank
 from saliency.runs import Stage
 
 STEMS = ("0501", "0502", "0503")

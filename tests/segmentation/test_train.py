@@ -41,7 +41,10 @@ def settings(steps: int, **changes) -> UnetSettings:
     return UnetSettings(**{**base, **changes})
 
 
-def fresh_model(spec: UnetSpec = UnetSpec("smp", "resnet18")) -> torch.nn.Module:
+SMP_RESNET18 = UnetSpec("smp", "resnet18")
+
+
+def fresh_model(spec: UnetSpec = SMP_RESNET18) -> torch.nn.Module:
     torch.manual_seed(0)
     return build_unet(spec)
 

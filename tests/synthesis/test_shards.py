@@ -23,9 +23,9 @@ from saliency.classes import ChosenClasses, save_classes
 from saliency.config import load_config
 from saliency.discovery.artifacts import Directions, save_directions
 from saliency.errors import UserError
+from saliency.masks import MaskRule
 from saliency.ranking.artifacts import Choice, save_rank
 from saliency.synthesis import shards
-from saliency.masks import MaskRule
 from saliency.synthesis.online import PairSampler, shard_draws, shard_rng
 from saliency.synthesis.shards import ShardDataset
 from saliency.synthesis.stage import online_pairs, run_synth
