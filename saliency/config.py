@@ -36,7 +36,7 @@ class RunConfig:
     device: Literal["cpu", "cuda", "auto"] = _opt("cpu", help="where to compute")
     precision: Literal["fp32", "bf16"] = _opt("fp32", help="fp32 (paper, authors' code) or bf16 autocast in every "
                                                            "stage (faster on recent GPUs; see docs/method.md)")
-    seed: int = _opt(0, min=0, help="base seed; each stage offsets it")
+    seed: int = _opt(0, min=0, help="recorded with the run; each stage draws from its own seed (discover.seed, rank.seed, ...)")
     compile: Literal["inductor", "aot_eager"] | None = _opt(
         None, help="torch.compile backend for the generator's forward in discovery and the U-Net in training: "
                    "inductor (speed, on GPUs; the first steps wait for the compiler), aot_eager (traces without "
