@@ -22,7 +22,7 @@ from saliency.generators import Generator
 from saliency.ranking.dvn import DVNSettings, dvn_scores
 from saliency.ranking.real import GENERATED, real_images
 from saliency.ranking.select import MaskSettings, score_candidates
-from saliency.seeding import seeded_rng
+from saliency.seeding import Stream, seeded_rng
 
 DEFAULTS = {"cpu": ("toyworld", 8), "cuda": ("biggan-128", 120)}
 
@@ -71,7 +71,7 @@ def time_dvn(generator: Generator, directions: torch.Tensor,
     the DVN scores)."""
     device = generator.device
     start = _sync(device)
-    real = real_images(GENERATED, settings.samples, settings.resolution, seeded_rng(0, 100), generator, None,
+    real = real_images(GENERATED, settings.samples, settings.resolution, seeded_rng(0, Stream.RANK_REAL), generator, None,
                        settings.generator_batch)
     prepared = _sync(device)
     scores = dvn_scores(generator, directions, real, settings, seed=0)
@@ -82,7 +82,7 @@ def time_mask_test(generator: Generator, directions: torch.Tensor, scores: torch
                    masks: MaskSettings) -> float:
     """Seconds per candidate direction of the background-removal test of the first ``candidates``
     columns of ``directions`` (the unshifted images, shared by all of them, included)."""
-    rng = seeded_rng(0, 101)
+    rng = seeded_rng(0, Stream.RANK_MASK)
     z, classes = generator.sample_z(masks.samples, rng), generator.sample_classes(masks.samples, rng)
     start = _sync(generator.device)
     score_candidates(generator, directions, list(range(candidates)), scores, z, classes, masks)

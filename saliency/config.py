@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from saliency.errors import UserError
+from saliency.seeding import SEEDED_STAGES, stage_seed
 
 
 def _opt(default: Any, *, min: float | None = None, max: float | None = None, pattern: str | None = None,
@@ -29,6 +30,9 @@ def _opt(default: Any, *, min: float | None = None, max: float | None = None, pa
     return field(metadata={"min": min, "max": max, "pattern": pattern, "help": help}, **factory)
 
 
+SEED_HELP = "null = derived from run.seed (its own for each stage); a number fixes this stage's draws"
+
+
 @dataclass
 class RunConfig:
     name: str = _opt("run", pattern=r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*",
@@ -36,7 +40,8 @@ class RunConfig:
     device: Literal["cpu", "cuda", "auto"] = _opt("cpu", help="where to compute")
     precision: Literal["fp32", "bf16"] = _opt("fp32", help="fp32 (paper, authors' code) or bf16 autocast in every "
                                                            "stage (faster on recent GPUs; see docs/method.md)")
-    seed: int = _opt(0, min=0, help="recorded with the run; each stage draws from its own seed (discover.seed, rank.seed, ...)")
+    seed: int = _opt(0, min=0, help="the run's seed: each stage's seed (discover.seed, rank.seed, synth.seed, "
+                                    "unet.seed) is derived from it unless that stage sets its own")
     compile: Literal["inductor", "aot_eager"] | None = _opt(
         None, help="torch.compile backend for the generator's forward in discovery and the U-Net in training: "
                    "inductor (speed, on GPUs; the first steps wait for the compiler), aot_eager (traces without "
@@ -82,7 +87,7 @@ class DiscoverConfig:
                                   "change without turning white")
     rca_samples: int = _opt(1024, min=1, help="fresh pairs on which the final RCA is measured")
     ganspace_samples: int = _opt(2048, min=2, help="samples of the PCA of method 'ganspace'")
-    seed: int = _opt(0, min=0)
+    seed: int | None = _opt(None, min=0, help=SEED_HELP)
 
 
 @dataclass
@@ -98,7 +103,7 @@ class RankConfig:
     mask_samples: int = _opt(256, min=1)
     direction: int | None = _opt(None, min=0, help="override: direction index")
     sign: int | None = _opt(None, min=-1, max=1, help="override: +1 or -1")
-    seed: int = _opt(0, min=0)
+    seed: int | None = _opt(None, min=0, help=SEED_HELP)
     dvn_resolution: int = _opt(32, min=32, help="DVN classifier input size (LeNet's 32 px)")
     dvn_chunk: int = _opt(32, min=1, help="directions whose DVN classifiers train together (memory)")
     mask_shifts: list[float] = _opt([6.0, 12.0, 26.0], help="shift magnitudes tried per candidate, in units of the "
@@ -133,7 +138,7 @@ class SynthConfig:
                                                    "direction's stored length)")
     batch_size: int = _opt(32, min=1)
     shard_size: int = _opt(1000, min=1)
-    seed: int = _opt(0, min=0)
+    seed: int | None = _opt(None, min=0, help=SEED_HELP)
     direction: int | None = _opt(None, min=0, help="override: column of discover/directions.pt; null = rank's choice")
     sign: Literal[-1, 1] | None = _opt(None, help="override: +1 or -1; null = rank's sign (+1 with a given direction)")
     area_bounds: Literal["inclusive", "strict"] = _opt("inclusive", help="area in [min, max] (paper) or strictly between (code)")
@@ -165,7 +170,7 @@ class UnetConfig:
                                "a GPU, else 0: an online generator on the GPU must stay in the main process)")
     channels_last: bool | None = _opt(None, help="train in the NHWC memory layout; null = on a GPU only (CPU: "
                                       "faster for small U-Nets, slower for the paper's; benchmarks/unet_speed.py)")
-    seed: int = _opt(0, min=0)
+    seed: int | None = _opt(None, min=0, help=SEED_HELP)
 
 
 @dataclass
@@ -204,6 +209,11 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def seed_of(self, stage: str) -> int:
+        """The seed ``stage`` draws from: its own ``seed`` when set, else the one derived from ``run.seed``."""
+        own = getattr(self, stage).seed if stage in SEEDED_STAGES else None
+        return stage_seed(self.run.seed, stage) if own is None else own
 
 
 def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> Config:

@@ -2,7 +2,7 @@
 
 One training loop serves every objective: per step it draws z (and classes), lets the objective
 build image pairs and a loss, and updates the deformator A (when it learns) and the reconstructor
-R with Adam. Randomness of step s on rank r comes from its own seed (seed, r, s), so a run resumed
+R with Adam. Randomness of step s on rank r comes from its own key (seed, stream, r, s), so a run resumed
 from a checkpoint draws exactly what the uninterrupted run would have drawn. Checkpoints hold both
 models, both optimizers, the step and the per-step loss history.
 
@@ -46,14 +46,13 @@ from saliency.discovery.reconstructors import build_reconstructor
 from saliency.errors import UserError
 from saliency.generators.base import Generator
 from saliency.runs import Stage, run_stage
+from saliency.seeding import Stream, derive_seed
 from saliency.training import History, ProgressLog, load_checkpoint, save_checkpoint, save_curves, step_rng
 
 log = logging.getLogger("saliency")
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 LOG_EVERY = 50  # steps between progress updates (and cross-rank averaging of the logged values)
-# Independent random streams of one seed: training batches, RCA batches.
-TRAIN_STREAM, RCA_STREAM = 0, 1
 OPTIMIZE_RESTARTS = 4  # directions `optimize` learns at once by default; rank keeps the best
 
 
@@ -109,7 +108,7 @@ def train(generator: Generator, deformator: Deformator, reconstructor: torch.nn.
     shown = {"loss": "loss", **({"rca": "accuracy"} if accuracy else {name: name for name in objective.terms})}
     progress = ProgressLog(history, settings.steps, "discover", LOG_EVERY, shown)
     for step in range(len(history.rows), settings.steps):
-        rng = step_rng(settings.seed, TRAIN_STREAM, distributed.rank(), step)
+        rng = step_rng(settings.seed, Stream.DISCOVER_BATCH, distributed.rank(), step)
         z, classes = sample_latents(generator, settings.batch_size, rng, settings.classes, settings.truncation)
         out = objective(forward, wrapped["deformator"], wrapped.get("reconstructor"), z, classes, rng, amp)
         for optimizer in optimizers.values():
@@ -150,7 +149,7 @@ def measure_rca(generator: Generator, deformator: Deformator, reconstructor: tor
     totals = torch.zeros(2, dtype=torch.float64, device=device)
     for index, first in enumerate(range(0, mine, batch_size)):
         n = min(batch_size, mine - first)
-        rng = step_rng(seed, RCA_STREAM, distributed.rank(), index)
+        rng = step_rng(seed, Stream.DISCOVER_RCA, distributed.rank(), index)
         z, labels = sample_latents(generator, n, rng, classes, truncation)
         out = probe(generator, deformator, reconstructor, z, labels, rng, amp)
         totals += torch.tensor([out.accuracy.item() * n, n], dtype=torch.float64, device=device)
@@ -169,7 +168,7 @@ def run_discover(cfg: Config, run_dir: Path, device: str | torch.device, force: 
         inputs["import"] = Path(cfg.discover.import_path)
     if cfg.generator.weights and Path(cfg.generator.weights).is_file():
         inputs["weights"] = Path(cfg.generator.weights)
-    stage = Stage(run_dir, "discover", config=section, seed=cfg.discover.seed, inputs=inputs,
+    stage = Stage(run_dir, "discover", config=section, seed=cfg.seed_of("discover"), inputs=inputs,
                   precision=cfg.run.precision)
     body = functools.partial(_discover, cfg=cfg, device=device, section=section)
     return run_stage(stage, body, force=force, is_writer=distributed.is_writer())
@@ -177,7 +176,7 @@ def run_discover(cfg: Config, run_dir: Path, device: str | torch.device, force: 
 
 def _discover(stage: Stage, cfg: Config, device: torch.device, section: dict[str, Any]) -> dict[str, Any]:
     distributed.barrier()  # rank 0 has cleared the stage folder (--force) before anyone reads it
-    options = cfg.discover
+    options, seed = cfg.discover, cfg.seed_of("discover")
     generator = generators.load(cfg.generator.name, weights=cfg.generator.weights, device=device,
                                 **cfg.generator.options)
     distributed.broadcast_module(generator.requires_grad_(False))
@@ -187,12 +186,14 @@ def _discover(stage: Stage, cfg: Config, device: torch.device, section: dict[str
     deformator.to(device)
     sampler = ShiftSampler(options.shift_scale, options.min_shift)
     objective = _objective(options, sampler)
-    reconstructor = build_reconstructor(options.reconstructor, deformator.num_directions, generator.resolution,
-                                        options.seed) if objective.needs_reconstructor else None
+    reconstructor = None
+    if objective.needs_reconstructor:
+        reconstructor = build_reconstructor(options.reconstructor, deformator.num_directions, generator.resolution,
+                                            derive_seed(seed, Stream.DISCOVER_RECONSTRUCTOR))
     optimizing = options.method == "optimize"
     settings = TrainSettings(steps=options.optimize_steps if optimizing else options.steps,
                              batch_size=options.batch_size, lr=options.optimize_lr if optimizing else options.lr,
-                             seed=options.seed, classes=options.classes, truncation=cfg.generator.truncation,
+                             seed=seed, classes=options.classes, truncation=cfg.generator.truncation,
                              checkpoint_every=options.checkpoint_every)
     # A checkpoint stays valid when only the length of the run, the checkpoint spacing or the
     # size of the final RCA measurement changed.
@@ -205,7 +206,7 @@ def _discover(stage: Stage, cfg: Config, device: torch.device, section: dict[str
     rca = None
     if reconstructor is not None and settings.steps > 0:
         rca = measure_rca(generator, deformator, reconstructor, sampler, options.rca_samples, options.batch_size,
-                          options.seed, device, options.classes, cfg.generator.truncation, cfg.run.precision)
+                          seed, device, options.classes, cfg.generator.truncation, cfg.run.precision)
     if found is None:
         kind = "unit-norm" if options.method == "optimize" else options.deformator
         found = Directions(directions=deformator.directions(), method=options.method, deformator=kind,
@@ -235,15 +236,15 @@ def _deformator(cfg: Config, generator: Generator) -> tuple[Deformator, Directio
 
     ``optimize`` learns K = ``directions`` (default 4) independent unit columns from a random start,
     whatever ``deformator`` and ``init`` say: restarts must differ, and need not be orthogonal."""
-    options = cfg.discover
+    options, init_seed = cfg.discover, derive_seed(cfg.seed_of("discover"), Stream.DISCOVER_INIT)
     if options.method == "optimize":
         return build_deformator("unit-norm", generator.dim_z, options.directions or OPTIMIZE_RESTARTS,
-                                options.seed, "random"), None
+                                init_seed, "random"), None
     if options.method in OBJECTIVES:
         count = options.directions or generator.dim_z
-        return build_deformator(options.deformator, generator.dim_z, count, options.seed, options.init), None
+        return build_deformator(options.deformator, generator.dim_z, count, init_seed, options.init), None
     request = ClosedFormRequest(generator=generator, generator_name=cfg.generator.name,
-                                num_directions=options.directions, seed=options.seed, classes=options.classes,
+                                num_directions=options.directions, seed=init_seed, classes=options.classes,
                                 truncation=cfg.generator.truncation,
                                 import_path=Path(options.import_path) if options.import_path else None,
                                 samples=options.ganspace_samples, batch_size=options.batch_size)
@@ -263,8 +264,8 @@ def _write_outputs(folder: Path, found: Directions, history: History, generator:
         if "accuracy" in history.columns:
             panels["direction accuracy (training batches)"] = ("accuracy",)
         save_curves(history, folder / "curves.png", panels)
-    save_direction_grids(generator, deformator, folder / "grids", cfg.discover.seed, cfg.discover.classes,
-                         cfg.generator.truncation)
+    save_direction_grids(generator, deformator, folder / "grids", derive_seed(cfg.seed_of("discover"), Stream.DISCOVER_GRIDS),
+                         cfg.discover.classes, cfg.generator.truncation)
 
 
 def _check_classes(generator: Generator, classes: list[int]) -> None:

@@ -37,14 +37,12 @@ from tqdm import tqdm
 
 from saliency import distributed
 from saliency.generators.base import Generator
-from saliency.seeding import seeded_rng
+from saliency.seeding import Stream, seeded_rng
 
 log = logging.getLogger("saliency")
 
 DVN_RESOLUTION = 32
 MIN_RESOLUTION = 32  # three 5×5 convolutions and two 2× poolings need at least 32 px
-# Independent random streams of one seed (numpy SeedSequence spawn keys).
-LATENT_STREAM, INIT_GENERATED_STREAM, INIT_REAL_STREAM, BATCH_GENERATED_STREAM, BATCH_REAL_STREAM = range(5)
 
 
 @dataclass(frozen=True)
@@ -214,12 +212,12 @@ def dvn_chunk(generator: Generator, directions: torch.Tensor, indices: list[int]
     fake = generated_pairs(generator, units, z, classes, settings)
     count, n_fake = fake.shape[:2]
     fake_labels = torch.cat([torch.ones(n_fake // 2), torch.zeros(n_fake // 2)]).long().to(device).expand(count, -1)
-    first = fresh_model([seeded_rng(seed, INIT_GENERATED_STREAM, k) for k in indices], device)
-    fit(first, fake, fake_labels, _batches(seed, BATCH_GENERATED_STREAM, indices, fake_labels, settings), settings.lr)
+    first = fresh_model([seeded_rng(seed, Stream.DVN_INIT_GENERATED, k) for k in indices], device)
+    fit(first, fake, fake_labels, _batches(seed, Stream.DVN_BATCH_GENERATED, indices, fake_labels, settings), settings.lr)
     shared_real = real.expand(count, *real.shape)
     pseudo = predict(first, shared_real)
-    second = fresh_model([seeded_rng(seed, INIT_REAL_STREAM, k) for k in indices], device)
-    fit(second, shared_real, pseudo, _batches(seed, BATCH_REAL_STREAM, indices, pseudo, settings), settings.lr)
+    second = fresh_model([seeded_rng(seed, Stream.DVN_INIT_REAL, k) for k in indices], device)
+    fit(second, shared_real, pseudo, _batches(seed, Stream.DVN_BATCH_REAL, indices, pseudo, settings), settings.lr)
     return (predict(second, fake) == fake_labels).float().mean(1).cpu()
 
 
@@ -229,7 +227,7 @@ def dvn_scores(generator: Generator, directions: torch.Tensor, real: torch.Tenso
     ``(N, 3, R, R)`` uint8 at ``settings.resolution``; the same seed gives the same scores."""
     if settings.resolution < MIN_RESOLUTION:
         raise ValueError(f"DVN resolution must be at least {MIN_RESOLUTION} px")
-    rng = seeded_rng(seed, LATENT_STREAM)
+    rng = seeded_rng(seed, Stream.DVN_LATENT)
     half = settings.samples // 2
     z = generator.sample_z(half, rng, truncation).cpu()
     classes = generator.sample_classes(half, rng).cpu()

@@ -31,12 +31,10 @@ from saliency.ranking.pictures import save_candidate_sheet, save_dvn_chart
 from saliency.ranking.real import check_real, real_folder, real_images
 from saliency.ranking.select import Candidate, MaskSettings, choose, score_candidates
 from saliency.runs import Stage, run_stage
-from saliency.seeding import seeded_rng
+from saliency.seeding import Stream, seeded_rng
 
 log = logging.getLogger("saliency")
 
-# Random streams of the stage seed beside DVN's own (saliency.ranking.dvn).
-REAL_STREAM, MASK_STREAM = 100, 101
 SHEETS = 4  # candidate sheets drawn: the best (direction, sign) pairs, plus the choice
 DVN_TOP = 50  # the paper's DVN_top averages the 50 highest
 
@@ -59,7 +57,7 @@ def run_rank(cfg: Config, run_dir: Path, device: str | torch.device, force: bool
     masks = mask_settings(options, cfg.synth, cfg.run.precision)
     section = {"generator": dataclasses.asdict(cfg.generator), "rank": dataclasses.asdict(options),
                "masks": dataclasses.asdict(masks)}
-    stage = Stage(run_dir, "rank", config=section, seed=options.seed, inputs=inputs, precision=cfg.run.precision)
+    stage = Stage(run_dir, "rank", config=section, seed=cfg.seed_of("rank"), inputs=inputs, precision=cfg.run.precision)
     # The generator (a download, perhaps) is loaded only when the stage has work to do.
     body = functools.partial(_rank, cfg=cfg, device=device, found=found, masks=masks)
     return run_stage(stage, body, force=force)
@@ -105,6 +103,7 @@ def candidate_directions(dvn: torch.Tensor, top: int | None, override: int | Non
 
 def _rank(stage: Stage, cfg: Config, device: torch.device, found: Directions, masks: MaskSettings) -> dict[str, Any]:
     options, truncation, synth_shift = cfg.rank, cfg.generator.truncation, cfg.synth.shift
+    seed = cfg.seed_of("rank")
     generator = generators.load(cfg.generator.name, weights=cfg.generator.weights, device=device,
                                 **cfg.generator.options).requires_grad_(False)
     check_latent_size(found, generator.dim_z, Path(stage.run_dir) / "discover" / DIRECTIONS_FILE)
@@ -113,12 +112,12 @@ def _rank(stage: Stage, cfg: Config, device: torch.device, found: Directions, ma
     settings = dvn_settings(options, masks.precision)
     log.info("rank: DVN of %d directions (%d samples, %d px, real images: %s)", found.count, settings.samples,
              settings.resolution, options.real)
-    real = real_images(options.real, settings.samples, settings.resolution, seeded_rng(options.seed, REAL_STREAM),
+    real = real_images(options.real, settings.samples, settings.resolution, seeded_rng(seed, Stream.RANK_REAL),
                        generator, truncation, options.batch_size)
-    dvn = dvn_scores(generator, directions, real, settings, options.seed, truncation)
+    dvn = dvn_scores(generator, directions, real, settings, seed, truncation)
     indices = candidate_directions(dvn, options.top, options.direction)
     log.info("rank: testing %d candidate directions for background removal", len(indices))
-    rng = seeded_rng(options.seed, MASK_STREAM)
+    rng = seeded_rng(seed, Stream.RANK_MASK)
     z, classes = generator.sample_z(masks.samples, rng, truncation), generator.sample_classes(masks.samples, rng)
     candidates = score_candidates(generator, vectors, indices, dvn, z, classes, masks, progress=True)
     # With synth.shift fixed (the authors' 26 for BigGAN), direction and sign are chosen at that shift.
@@ -130,7 +129,7 @@ def _rank(stage: Stage, cfg: Config, device: torch.device, found: Directions, ma
     save_rank(stage.dir / RANK_FILE, {
         "generator": found.generator, "method": found.method, "directions_file": f"discover/{DIRECTIONS_FILE}",
         "settings": {"dvn": dataclasses.asdict(settings), "masks": dataclasses.asdict(masks), "real": options.real,
-                     "seed": options.seed},
+                     "seed": seed},
         "dvn": [round(float(v), 6) for v in dvn], "dvn_mean": float(dvn.mean()), f"dvn_top{DVN_TOP}": top_mean,
         "order": torch.argsort(dvn, descending=True, stable=True).tolist(),
         "candidates": [candidate.as_dict() for candidate in candidates],

@@ -31,6 +31,7 @@ from saliency.config import Config
 from saliency.datasets import PairFolder, resolve
 from saliency.errors import UserError
 from saliency.runs import MANIFEST, Stage, load_torch_file, read_manifest, run_stage
+from saliency.seeding import Stream, derive_seed
 from saliency.segmentation.augment import Augmenter
 from saliency.segmentation.model import MODEL_FILE, UnetSpec, build_unet, save_unet
 from saliency.segmentation.predict import Inference, predict_image
@@ -39,7 +40,6 @@ from saliency.training import History, ProgressLog, load_checkpoint, save_checkp
 log = logging.getLogger("saliency")
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
-BATCH_STREAM, AUGMENT_STREAM = 0, 1
 LOG_EVERY = 10
 
 
@@ -73,7 +73,7 @@ class StepBatches(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start, self.steps):
-            rng = step_rng(self.seed, BATCH_STREAM, distributed.rank(), step)
+            rng = step_rng(self.seed, Stream.UNET_BATCH, distributed.rank(), step)
             yield torch.randint(self.size, (self.batch_size,), generator=rng).tolist()
 
 
@@ -163,7 +163,7 @@ def train_unet(model: nn.Module, pairs: Dataset, settings: UnetSettings, device:
     augmenter: Augmenter | None = None
     for step, (images, masks) in enumerate(batches, start=start):
         augmenter = augmenter or Augmenter(settings.augment, images.shape[-1])
-        images, masks = augmenter(images, masks, step_rng(settings.seed, AUGMENT_STREAM, distributed.rank(), step))
+        images, masks = augmenter(images, masks, step_rng(settings.seed, Stream.UNET_AUGMENT, distributed.rank(), step))
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         masks = masks.to(device, non_blocking=True)
         with distributed.autocast(device, settings.precision):
@@ -220,7 +220,7 @@ def run_train_unet(cfg: Config, run_dir: Path, device: str | torch.device, force
 
         section.update(generator=dataclasses.asdict(cfg.generator), synth=dataclasses.asdict(cfg.synth))
         inputs = {"classes": Path(run_dir) / "classes" / CLASSES_FILE, **direction_inputs(cfg, Path(run_dir))}
-    stage = Stage(run_dir, "unet", config=section, seed=cfg.unet.seed, inputs=inputs, precision=cfg.run.precision)
+    stage = Stage(run_dir, "unet", config=section, seed=cfg.seed_of("unet"), inputs=inputs, precision=cfg.run.precision)
     body = functools.partial(_train_stage, cfg=cfg, run_dir=Path(run_dir), device=device, section=section,
                              pairs=pairs)
     return run_stage(stage, body, force=force, is_writer=distributed.is_writer())
@@ -240,11 +240,12 @@ def _train_stage(stage: Stage, cfg: Config, run_dir: Path, device: torch.device,
         inference = Inference(resolution, cfg.predict.activation, cfg.predict.offset, cfg.predict.flip,
                               cfg.run.precision)
         monitor = functools.partial(sample_mae, dataset=real, stems=stems, device=device, inference=inference)
-    torch.manual_seed(options.seed)  # the U-Net's initial weights
+    seed = cfg.seed_of("unet")
+    torch.manual_seed(derive_seed(seed, Stream.UNET_INIT))  # the U-Net's initial weights
     spec = UnetSpec.from_config(options)
     model = build_unet(spec)
     settings = UnetSettings(options.steps, options.batch_size, options.lr, options.lr_decay, options.lr_step,
-                            options.temperature, options.seed, options.checkpoint_every, options.eval_every,
+                            options.temperature, seed, options.checkpoint_every, options.eval_every,
                             options.workers, cfg.run.precision, options.augment, options.ema,
                             options.channels_last, cfg.run.compile)
     fingerprint = {**{k: v for k, v in section["unet"].items()

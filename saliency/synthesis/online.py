@@ -23,9 +23,8 @@ from saliency import distributed
 from saliency.errors import UserError
 from saliency.generators.base import Generator
 from saliency.masks import MaskRule, area_fraction, synthesize_batch
-from saliency.seeding import seeded_rng
+from saliency.seeding import Stream, seeded_rng
 
-SHARD_STREAM = 7  # keeps these seeds apart from other stages' streams of the same seed
 # A shard that keeps under 1 % of its first 1024 draws would take forever: the direction, sign or
 # shift is wrong (or the filter's range), so it stops with an error instead of looping.
 GIVE_UP_DRAWS, MIN_ACCEPTANCE = 1024, 0.01
@@ -61,7 +60,7 @@ class Draw:
 
 def shard_rng(seed: int, shard: int) -> torch.Generator:
     """The random generator of one shard: independent of every other (seed, shard)."""
-    return seeded_rng(seed, SHARD_STREAM, shard)
+    return seeded_rng(seed, Stream.SYNTH_SHARD, shard)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -108,7 +108,7 @@ def build_sampler(cfg: Config, generator: Generator, chosen: ChosenClasses, shif
     options = cfg.synth
     return PairSampler(generator=generator, direction=shift.direction.to(device), shift=shift.shift,
                        classes=chosen.ids or None, rule=MaskRule.from_config(options),
-                       truncation=cfg.generator.truncation, batch_size=options.batch_size, seed=options.seed,
+                       truncation=cfg.generator.truncation, batch_size=options.batch_size, seed=cfg.seed_of("synth"),
                        precision=cfg.run.precision)
 
 
@@ -159,7 +159,7 @@ def run_synth(cfg: Config, run_dir: Path, device: str | torch.device, force: boo
     section = {"synth": dataclasses.asdict(cfg.synth), "generator": dataclasses.asdict(cfg.generator),
                "dataset": cfg.classes.dataset}
     inputs = {"classes": Path(run_dir) / "classes" / CLASSES_FILE, **direction_inputs(cfg, run_dir)}
-    stage = Stage(run_dir, "synth", config=section, seed=cfg.synth.seed, inputs=inputs, precision=cfg.run.precision)
+    stage = Stage(run_dir, "synth", config=section, seed=cfg.seed_of("synth"), inputs=inputs, precision=cfg.run.precision)
     body = functools.partial(_synth, cfg=cfg, device=device, chosen=chosen)
     return run_stage(stage, body, force=force, is_writer=distributed.is_writer())
 
@@ -194,7 +194,7 @@ def _synth(stage: Stage, cfg: Config, device: torch.device, chosen: ChosenClasse
         write_shards(sampler, stage.dir / SHARDS_DIR, options.n, options.shard_size, rank, world, progress=clock)
     distributed.barrier()
     if distributed.is_writer():
-        details = {"seed": options.seed, "generator": cfg.generator.name, "resolution": sampler.generator.resolution,
+        details = {"seed": cfg.seed_of("synth"), "generator": cfg.generator.name, "resolution": sampler.generator.resolution,
                    "dataset": chosen.dataset, "classes": len(chosen.ids), "direction": shift.source,
                    "shift": shift.shift, "mask_mode": options.mask_mode, "threshold": options.threshold,
                    "area_range": [options.min_area, options.max_area], "area_bounds": options.area_bounds,

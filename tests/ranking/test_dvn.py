@@ -22,7 +22,7 @@ from saliency.ranking.dvn import (
     to_uint8,
 )
 from saliency.ranking.real import generated_images
-from saliency.seeding import seeded_rng
+from saliency.seeding import Stream, seeded_rng
 from tests.ranking.conftest import inactive_direction
 
 QUICK = DVNSettings(samples=640, steps=40)
@@ -107,7 +107,7 @@ def test_dvn_known_cases_full_settings(world: ToyWorld) -> None:
     settings = DVNSettings()
     directions = torch.stack([inactive_direction(world),
                               world.factor_directions[:, world.factor_names.index("bg_white")]], dim=1)
-    real = generated_images(world, settings.samples, settings.resolution, seeded_rng(0, 100))
+    real = generated_images(world, settings.samples, settings.resolution, seeded_rng(0, Stream.RANK_REAL))
     scores = dvn_scores(world, directions, real, settings, seed=0)
     assert scores[0] == 0.5
     assert scores[1] >= 0.95
@@ -115,7 +115,7 @@ def test_dvn_known_cases_full_settings(world: ToyWorld) -> None:
 
 def test_same_seed_same_dvn_whatever_the_chunks(world: ToyWorld) -> None:
     directions = world.factor_directions[:, [5, 10]]
-    real = generated_images(world, QUICK.samples, QUICK.resolution, seeded_rng(0, 100))
+    real = generated_images(world, QUICK.samples, QUICK.resolution, seeded_rng(0, Stream.RANK_REAL))
     first = dvn_scores(world, directions, real, QUICK, seed=1)
     assert torch.equal(first, dvn_scores(world, directions, real, QUICK, seed=1))
     # Chunks of one direction give each direction the same seeds: equal up to float rounding.
