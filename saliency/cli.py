@@ -107,7 +107,7 @@ def data_command(name: str, source: Path | None) -> None:
 @click.option("--baseline", type=click.Choice(sorted(BASELINES)), default=None,
               help="Evaluate a trivial prediction instead (the sanity floor).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
-              help="A U-Net model.pt: predict every image, keep the PNGs, and score them.")
+              help="A trained U-Net (a run's unet stage writes it): predict every image, keep the PNGs, and score them.")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write metrics to this JSON file instead of the run folder.")
 @click.option("--activation", default=None, help="With --checkpoint: sigmoid-logit or softmax "
@@ -200,6 +200,7 @@ def run_command(pipeline: Path, settings: tuple[str, ...], run_dir: Path | None,
                 last: str | None, force: bool) -> None:
     """Run every stage of a pipeline YAML into one run folder (complete stages are skipped)."""
     from saliency.config import parse_set_options
+    from saliency.datasets.heldout import evaluation_target
     from saliency.pipeline import run_pipeline, select_stages
 
     config, run_dir = resolve(pipeline, run_dir, parse_set_options(settings))
@@ -208,6 +209,8 @@ def run_command(pipeline: Path, settings: tuple[str, ...], run_dir: Path | None,
         click.echo(f"[{name}]")
         print_metrics(metrics)
     click.echo(f"run folder: {run_dir}")
+    if "eval" in results and (advice := evaluation_target(config, run_dir).advice()):
+        click.echo(advice)
 
 
 @cli.command("report")
@@ -222,7 +225,7 @@ def report_command(run_dir: Path) -> None:
 
 
 @cli.command("predict")
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="A U-Net model.pt.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="A U-Net from `saliency train-unet`.")
 @click.option("--images", type=click.Path(path_type=Path), required=True, help="Folder of images.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the PNG predictions.")
 @click.option("--activation", default=None, help="sigmoid-logit or softmax (default: the checkpoint's own).")
@@ -336,7 +339,7 @@ def classes_command(dataset: str | None, split: str | None, classifier: str | No
 @click.option("--n", type=int, default=None, help="Accepted image/mask pairs to write.")
 @click.option("--generator", "generator_name", default=None, help="Registered generator.")
 @click.option("--weights", default=None, help="Weights path, 'random', or none for the published weights.")
-@click.option("--direction", type=int, default=None, help="Override rank's choice: column of discover/directions.pt.")
+@click.option("--direction", type=int, default=None, help="Override rank's choice: index of a discovered direction.")
 @click.option("--sign", type=click.Choice(["1", "-1"]), default=None, help="Override rank's sign.")
 @click.option("--shift", type=float, default=None, help="Override rank's shift length.")
 @click.option("--mask-mode", default=None, help="intensity (paper), diff (authors' code), lighting or mean_thr "
@@ -366,7 +369,7 @@ def synth_dataset_command(dataset: str | None, n: int | None, generator_name: st
 @cli.command("rank")
 @click.option("--real", default=None, help="Dataset name or image folder for DVN, or 'generated' (generator samples).")
 @click.option("--top", type=int, default=None, help="Directions (best by DVN) tested for background removal.")
-@click.option("--direction", type=int, default=None, help="Override the choice: column of discover/directions.pt.")
+@click.option("--direction", type=int, default=None, help="Override the choice: index of a discovered direction.")
 @click.option("--sign", type=click.Choice(["1", "+1", "-1"]), default=None, help="Override the choice's sign.")
 @click.option("--magnitude", type=float, default=None, help="Override the choice's shift magnitude (rank.magnitude; "
                                                                 "rank.shift is DVN's shift length).")

@@ -139,7 +139,7 @@ class SynthConfig:
     batch_size: int = _opt(32, min=1)
     shard_size: int = _opt(1000, min=1)
     seed: int | None = _opt(None, min=0, help=SEED_HELP)
-    direction: int | None = _opt(None, min=0, help="override: column of discover/directions.pt; null = rank's choice")
+    direction: int | None = _opt(None, min=0, help="override: index of a discovered direction; null = rank's choice")
     sign: Literal[-1, 1] | None = _opt(None, help="override: +1 or -1; null = rank's sign (+1 with a given direction)")
     area_bounds: Literal["inclusive", "strict"] = _opt("inclusive", help="area in [min, max] (paper) or strictly between (code)")
 
@@ -193,6 +193,9 @@ class EvalConfig:
     dataset: str = _opt("ecssd")
     split: str = _opt("test")
     metrics: list[Literal[METRIC_NAMES]] = _opt(list(METRIC_NAMES))  # type: ignore[valid-type]
+    fallback: Literal["generated"] | None = _opt(
+        None, help="when the dataset is missing and cannot be fetched: generated = score on held-out samples of the "
+                   "run's generator with its true masks (toy worlds); null = stop with an error")
 
 
 @dataclass

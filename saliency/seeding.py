@@ -37,6 +37,7 @@ class Stream(enum.IntEnum):
     DISCOVER_INIT = 13  # the deformator's start, or a closed-form method's random draws
     DISCOVER_RECONSTRUCTOR = 14  # the reconstructor's initial weights
     DISCOVER_GRIDS = 15  # the latents of the direction grids
+    HELDOUT = 16  # held-out generator samples a run is scored on when its dataset is missing
 
 
 # The stages that draw random numbers, each with its own seed derived from run.seed.

@@ -27,6 +27,7 @@ from saliency.seeding import seeded_rng
 log = logging.getLogger("saliency")
 
 RUNNING_WINDOW = 100  # steps in running means (progress bars, curves)
+CHECKPOINT = Path("checkpoints") / "last.pt"  # in a training stage's folder: where an interrupted run resumes
 
 
 def step_rng(seed: int, stream: int, rank: int, step: int) -> torch.Generator:

@@ -35,6 +35,16 @@ def ecssd_root() -> Path:
 
 
 @pytest.fixture
+def no_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A bare clone's situation: an empty data root and no network for datasets."""
+    root = tmp_path / "empty-data"
+    root.mkdir()
+    monkeypatch.setenv("SALIENCY_DATA", str(root))
+    monkeypatch.setenv("SALIENCY_OFFLINE", "1")
+    return root
+
+
+@pytest.fixture
 def data_root(tmp_path: Path, ecssd_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private data root with ECSSD linked in, so tests never touch the checkout's data/."""
     root = tmp_path / "data"

@@ -100,3 +100,18 @@ def test_no_import_cycle_between_modules() -> None:
 
 def test_no_import_cycle_between_packages() -> None:
     assert cycles(package_graph(import_graph())) == []
+
+
+# Every artifact file a stage hands on, and the one module that writes and reads it.
+ARTIFACT_OWNERS = {
+    "directions.pt": "discovery/artifacts.py", "reconstructor.pt": "discovery/artifacts.py",
+    "rank.json": "ranking/artifacts.py", "classes.json": "classes.py", "stats.json": "synthesis/shards.py",
+    "samples.jsonl": "synthesis/shards.py", "model.pt": "segmentation/model.py", "metrics.json": "evaluation/stage.py",
+    "per_image.csv": "evaluation/stage.py", "manifest.json": "runs.py", "last.pt": "training.py",
+}
+
+
+def test_each_artifact_file_name_is_in_exactly_one_module() -> None:
+    for name, owner in ARTIFACT_OWNERS.items():
+        holders = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if name in path.read_text())
+        assert holders == [owner], f"{name} appears in {holders}; only {owner} may name it (others import its constant)"

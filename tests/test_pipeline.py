@@ -1,6 +1,6 @@
-"""`saliency run`: a reduced quickstart on the fast toyworld whose rank stage must find the
-background direction from discover's output, and resume after a kill (the full quickstart's scores:
-test_quickstart.py; the paper pipelines: test_pipelines.py)."""
+"""`saliency run`: a reduced quickstart on the fast toyworld, on a bare clone (no ECSSD, no network),
+whose rank stage must find the background direction from discover's output, and resume after a kill
+(the full quickstart's scores: test_quickstart.py; the paper pipelines: test_pipelines.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from saliency import generators
-from saliency.config import load_config
-from saliency.pipeline import run_pipeline, select_stages
+from saliency.datasets.heldout import HELDOUT_SAMPLES
+from saliency.evaluation.stage import read_results
+from saliency.pipeline import select_stages
 from saliency.ranking.artifacts import load_choice
 from saliency.runs import read_manifest
 
@@ -24,25 +25,37 @@ REPO = Path(__file__).resolve().parents[1]
 # The quickstart's stages and settings on toyworld (32 factors in 32 dims, found in 1500 steps).
 REDUCED_QUICKSTART = {"generator.name": "toyworld", "generator.options": {"dim_z": 32, "resolution": 64},
                       "discover.steps": 1500, "discover.rca_samples": 256, "rank.dvn_samples": 1600,
-                      "synth.n": 256, "synth.shard_size": 128, "unet.steps": 6, "unet.batch_size": 8, "unet.eval_every": 3,
-                      "unet.eval_images": 4, "unet.checkpoint_every": 2}
+                      "synth.n": 256, "synth.shard_size": 128, "unet.steps": 60, "unet.batch_size": 16,
+                      "unet.eval_every": 30, "unet.eval_images": 4, "unet.checkpoint_every": 20}
+# Its MAE on the held-out toyworld samples: MEASURED_MAE on the machine that wrote this test; the
+# window is wide enough for another machine's CPU kernels (two machines gave ECSSD MAE 0.346 and
+# 0.363 for one commit of the full quickstart) and narrow enough to catch a broken stage.
+MEASURED_MAE, MAE_WINDOW = None, 0.04
 
 
 @pytest.mark.slow
-def test_reduced_quickstart_finds_the_background_direction(data_root: Path, tmp_path: Path) -> None:
-    config = load_config(REPO / "pipelines" / "quickstart.yaml", REDUCED_QUICKSTART)
+def test_reduced_quickstart_on_a_bare_clone(no_data: Path, tmp_path: Path, run_cli) -> None:
     run_dir = tmp_path / "quick"
-    results = run_pipeline(config, run_dir, select_stages())
-    toy = generators.load(config.generator.name, **config.generator.options)
+    command = ["run", REPO / "pipelines" / "quickstart.yaml", "--run", run_dir,
+               *[f"--set={key}={value}" for key, value in REDUCED_QUICKSTART.items()]]
+    first = run_cli(*command)
+    assert first.code == 0, first.err[-2000:]
+    # No ECSSD and no network: scored on held-out samples, and the last line says how to get ECSSD.
+    assert "saliency data ecssd --from DIR" in first.out.strip().splitlines()[-1]
+    results = read_results(run_dir / "eval")
+    assert results["stands_in_for"] == "ecssd/test" and results["images"] == HELDOUT_SAMPLES
+    toy = generators.load("toyworld", dim_z=32, resolution=64)
     truth = toy.factor_directions[:, toy.factor_names.index("bg_white")]
     choice = load_choice(run_dir / "rank" / "rank.json", toy.dim_z)
     # Discovery learned the direction, rank found it among the 32 with the sign that whitens.
     assert float(choice.vector @ truth) * choice.sign >= 0.9
-    assert results["synth"]["acceptance_rate"] > 0.9
-    assert 0 < results["synth"]["seconds_to_first_pair"] <= results["synth"]["seconds"]
-    assert 0 < results["eval"]["mae"] < 1
-    again = run_pipeline(config, run_dir, select_stages())
-    assert again == results  # every stage skipped: same metrics, recorded times included
+    synth = read_manifest(run_dir / "synth")["metrics"]
+    assert synth["acceptance_rate"] > 0.9
+    assert 0 < synth["seconds_to_first_pair"] <= synth["seconds"]
+    print("reduced quickstart metrics:", results["metrics"])
+    assert abs(results["metrics"]["mae"] - MEASURED_MAE) <= MAE_WINDOW, results["metrics"]
+    again = run_cli(*command)
+    assert again.code == 0 and again.out == first.out  # every stage skipped: same metrics, times included
 
 
 def test_stage_selection() -> None:
@@ -57,7 +70,7 @@ def test_stage_selection() -> None:
 
 
 @pytest.mark.slow
-def test_killed_during_unet_training_resumes(data_root: Path, tmp_path: Path) -> None:
+def test_killed_during_unet_training_resumes(no_data: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "killed"
     command = [sys.executable, "-m", "saliency", "run", str(REPO / "pipelines" / "quickstart.yaml"),
                "--run", str(run_dir),

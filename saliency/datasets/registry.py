@@ -15,6 +15,10 @@ from saliency.datasets.folder import PairFolder, open_pair_folder
 from saliency.errors import UserError
 
 
+class DatasetMissing(UserError):
+    """A registered dataset that is not linked on this machine (``saliency data NAME`` fetches or links it)."""
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """A published dataset: its folder name under the data root, splits as stem lists, archives."""
@@ -60,7 +64,7 @@ def resolve(dataset: str, split: str | None = None) -> PairFolder:
         spec = _REGISTRY[dataset]
         root = data_root() / spec.name
         if not root.exists():
-            raise UserError(f"dataset {dataset!r} is not in {root}: run `saliency data {dataset} --from DIR` "
+            raise DatasetMissing(f"dataset {dataset!r} is not in {root}: run `saliency data {dataset} --from DIR` "
                             f"(or without --from to download it)")
         if split in (None, "all"):
             return open_pair_folder(root, name=dataset)

@@ -47,11 +47,10 @@ from saliency.errors import UserError
 from saliency.generators.base import Generator
 from saliency.runs import Stage, run_stage
 from saliency.seeding import Stream, derive_seed
-from saliency.training import History, ProgressLog, load_checkpoint, save_checkpoint, save_curves, step_rng
+from saliency.training import CHECKPOINT, History, ProgressLog, load_checkpoint, save_checkpoint, save_curves, step_rng
 
 log = logging.getLogger("saliency")
 
-CHECKPOINT = Path("checkpoints") / "last.pt"
 LOG_EVERY = 50  # steps between progress updates (and cross-rank averaging of the logged values)
 OPTIMIZE_RESTARTS = 4  # directions `optimize` learns at once by default; rank keeps the best
 
@@ -158,7 +157,7 @@ def measure_rca(generator: Generator, deformator: Deformator, reconstructor: tor
 
 
 def run_discover(cfg: Config, run_dir: Path, device: str | torch.device, force: bool = False) -> dict[str, Any]:
-    """Stage 1 into ``run_dir/discover``: ``directions.pt``, ``reconstructor.pt``, ``losses.csv``,
+    """Stage 1 into ``run_dir/discover``: the directions and reconstructor (:mod:`.artifacts`), ``losses.csv``,
     ``curves.png``, ``grids/*.png``; returns the metrics (RCA among them)."""
     device = distributed.resolve_device(device)
     distributed.init(device)

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from saliency.config import Config
 from saliency.datasets import PairFolder, resolve
+from saliency.datasets.heldout import evaluation_target
 from saliency.errors import UserError
 from saliency.evaluation.sources import PredictionSource
 from saliency.metrics import EvaluationResult, SaliencyEvaluator
@@ -68,11 +69,13 @@ def read_per_image(path: Path) -> list[dict[str, str]]:
 def run_eval(dataset_name: str, split: str | None, source: PredictionSource, metrics: list[str],
              run_dir: Path | None = None, output: Path | None = None, force: bool = False,
              inputs: dict[str, Path] | None = None, settings: dict[str, Any] | None = None,
-             precision: str = "fp32") -> dict[str, float]:
+             precision: str = "fp32", stands_in_for: str | None = None) -> dict[str, float]:
     """Evaluate into ``output`` (a plain file) or into the run folder's ``eval`` stage; ``settings``
-    (how the source predicts: activation...) join the stage's recorded config."""
+    (how the source predicts: activation...) join the stage's recorded config; ``stands_in_for`` names
+    the dataset that ``dataset_name`` replaces (:mod:`saliency.datasets.heldout`)."""
     dataset = resolve(dataset_name, split)
-    details = {"dataset": dataset_name, "split": split, "images": len(dataset), "source": source.name}
+    details = {"dataset": dataset_name, "split": split, "images": len(dataset), "source": source.name,
+               **({"stands_in_for": stands_in_for} if stands_in_for else {})}
     if output is not None:
         if Path(output).is_dir():
             raise UserError(f"--output {output} is a folder; give a file name such as {Path(output) / METRICS_FILE}")
@@ -100,6 +103,7 @@ def run_eval_checkpoint(cfg: Config, run_dir: Path, device: str | torch.device, 
     source = CheckpointSource(checkpoint, resolve_device(device), save_to=Path(run_dir) / "eval" / "predictions",
                               activation=cfg.predict.activation, offset=cfg.predict.offset, flip=cfg.predict.flip,
                               precision=cfg.run.precision)
-    return run_eval(cfg.eval.dataset, cfg.eval.split, source, cfg.eval.metrics, run_dir=run_dir, force=force,
+    target = evaluation_target(cfg, run_dir)
+    return run_eval(target.dataset, target.split, source, cfg.eval.metrics, run_dir=run_dir, force=force,
                     inputs={"checkpoint": checkpoint}, settings={"predict": dataclasses.asdict(cfg.predict)},
-                    precision=cfg.run.precision)
+                    precision=cfg.run.precision, stands_in_for=target.stands_in_for)

@@ -3,7 +3,7 @@
 The file holds the DVN of every direction, DVN mean and DVN_top-50, every candidate's scores and
 the choice: direction index, sign, shift magnitude and the direction vector itself at its stored
 length (unit for trained directions, a published vector's own length), so a later stage needs no
-other file to move along it (the index also points into ``discover/directions.pt``). A later stage
+other file to move along it (the index also points into the discovered directions). A later stage
 moves z to ``z + sign · shift · vector``:
 ``saliency.masks.synthesize_batch(generator, z, c, choice.vector, choice.signed_shift, rule)``.
 """

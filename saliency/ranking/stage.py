@@ -1,6 +1,6 @@
 """Stage 2: rank the discovered directions by DVN and choose the background-removal one.
 
-Reads ``discover/directions.pt`` and real images (``rank.real``); writes ``rank/rank.json`` (see
+Reads the discovered directions and real images (``rank.real``); writes the choice file (see
 :mod:`saliency.ranking.artifacts`), ``rank/dvn.png`` and ``rank/candidates/*.png``. Every input is
 checked before any file is written. ``rank.direction`` / ``rank.sign`` / ``rank.magnitude``
 override the choice; the scores are computed and written all the same, the overridden direction

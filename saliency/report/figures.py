@@ -1,7 +1,7 @@
 """The report's own picture: predictions next to ground truth for the best and worst images.
 
 Every other picture of the report is drawn by its stage; this one needs the dataset's images,
-which no stage keeps, so the report composes it from ``eval/per_image.csv``, the saved predictions
+which no stage keeps, so the report composes it from the eval stage's per-image scores, the saved predictions
 and the dataset. One PNG per group of cases, one row per image: image | ground truth | prediction.
 """
 

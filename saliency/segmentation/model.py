@@ -127,10 +127,10 @@ def load_unet(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found; train one with `saliency train-unet` or give its path")
-    checkpoint = load_torch_file(path, "U-Net checkpoint", "give a model.pt written by `saliency train-unet`")
+    checkpoint = load_torch_file(path, "U-Net checkpoint", f"give a {MODEL_FILE} written by `saliency train-unet`")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") not in (FORMAT, LEGACY_FORMAT):
-        raise UserError(f"checkpoint {path} is not a saliency U-Net ({FORMAT}); use unet/model.pt of a run")
-    remedy = "it was damaged or edited; use unet/model.pt of a run or retrain with `saliency train-unet --force`"
+        raise UserError(f"checkpoint {path} is not a saliency U-Net ({FORMAT}); use unet/{MODEL_FILE} of a run")
+    remedy = f"it was damaged or edited; use unet/{MODEL_FILE} of a run or retrain with `saliency train-unet --force`"
     try:
         spec = UnetSpec(checkpoint.get("arch", "smp"), checkpoint["encoder"], None,
                         int(checkpoint.get("width", CLASSIC_WIDTHS[0])))

@@ -66,7 +66,7 @@ class Inference:
 
     @classmethod
     def of_checkpoint(cls, extras: dict[str, Any]) -> "Inference":
-        """The settings a ``model.pt`` recorded (older checkpoints: the papers' defaults)."""
+        """The settings a saved U-Net recorded (older checkpoints: the papers' defaults)."""
         return cls(shorter_side=int(extras.get("resolution", SHORTER_SIDE)),
                    activation=str(extras.get("activation", DEFAULT_ACTIVATION)),
                    offset=float(extras.get("offset", 0.0)), flip=bool(extras.get("flip", False)))

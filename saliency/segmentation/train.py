@@ -29,17 +29,17 @@ from saliency import distributed
 from saliency.classes import CLASSES_FILE
 from saliency.config import Config
 from saliency.datasets import PairFolder, resolve
+from saliency.datasets.heldout import evaluation_target
 from saliency.errors import UserError
 from saliency.runs import MANIFEST, Stage, load_torch_file, read_manifest, run_stage
 from saliency.seeding import Stream, derive_seed
 from saliency.segmentation.augment import Augmenter
 from saliency.segmentation.model import MODEL_FILE, UnetSpec, build_unet, save_unet
 from saliency.segmentation.predict import Inference, predict_image
-from saliency.training import History, ProgressLog, load_checkpoint, save_checkpoint, save_curves, step_rng
+from saliency.training import CHECKPOINT, History, ProgressLog, load_checkpoint, save_checkpoint, save_curves, step_rng
 
 log = logging.getLogger("saliency")
 
-CHECKPOINT = Path("checkpoints") / "last.pt"
 LOG_EVERY = 10
 
 
@@ -204,13 +204,13 @@ def _checkpoint_step(path: Path) -> int:
 
 def run_train_unet(cfg: Config, run_dir: Path, device: str | torch.device, force: bool = False,
                    pairs: Dataset | None = None) -> dict[str, Any]:
-    """Stage 5 into ``run_dir/unet``: ``model.pt``, ``checkpoints/last.pt``, ``losses.csv``, ``curves.png``.
+    """Stage 5 into ``run_dir/unet``: the trained U-Net, its resume checkpoint, ``losses.csv``, ``curves.png``.
 
     ``pairs`` defaults to the synthetic pairs of ``run_dir/synth`` (or the online synthesizer)."""
     device = distributed.resolve_device(device)
     distributed.init(device)
     # The predict section is not part of the stage's identity: inference settings change no weights
-    # (model.pt records those of the run that trained it, as defaults for `saliency predict`).
+    # (the saved U-Net records those of the run that trained it, as defaults for `saliency predict`).
     section = {"unet": dataclasses.asdict(cfg.unet), "eval": {"dataset": cfg.eval.dataset, "split": cfg.eval.split}}
     inputs: dict[str, Path] = {}
     if pairs is None and cfg.unet.source == "shards":
@@ -235,7 +235,8 @@ def _train_stage(stage: Stage, cfg: Config, run_dir: Path, device: torch.device,
     resolution = int(next(iter(pairs))[0].shape[-1])
     monitor = None
     if options.eval_images > 0:
-        real = resolve(cfg.eval.dataset, cfg.eval.split)
+        target = evaluation_target(cfg, run_dir)
+        real = resolve(target.dataset, target.split)
         stems = list(real.stems[:: max(1, len(real) // options.eval_images)][: options.eval_images])
         inference = Inference(resolution, cfg.predict.activation, cfg.predict.offset, cfg.predict.flip,
                               cfg.run.precision)

@@ -1,8 +1,8 @@
 """Stage 4: the synthetic dataset of image/mask pairs under ``runs/NAME/synth`` (docs/method.md §4).
 
-Reads the classes chosen for the dataset (``classes/classes.json``) and the background direction,
+Reads the classes chosen for the dataset (stage 3) and the background direction,
 its sign and shift length (``saliency rank``'s choice, or ``synth.direction`` — a column of
-``discover/directions.pt`` — with ``synth.sign`` and ``synth.shift``), then writes the shards of
+the discovered directions — with ``synth.sign`` and ``synth.shift``), then writes the shards of
 :mod:`saliency.synthesis.shards`. Under torchrun each rank writes its own shards and rank 0 the
 summary files; an interrupted run resumes at the first missing shard and produces the same bytes.
 """
@@ -69,7 +69,7 @@ def background_shift(cfg: Config, run_dir: Path, generator: Generator) -> Backgr
 
     ``synth.direction`` unset: ``saliency rank``'s choice, with ``synth.sign`` / ``synth.shift``
     overriding its sign / shift when set. ``synth.direction`` set: that column of
-    ``discover/directions.pt`` at its stored length, sign ``synth.sign`` (default +1), shift
+    the discovered directions at its stored length, sign ``synth.sign`` (default +1), shift
     ``synth.shift`` (required); rank's choice, made for another direction, is not used.
     """
     options = cfg.synth
@@ -77,7 +77,7 @@ def background_shift(cfg: Config, run_dir: Path, generator: Generator) -> Backgr
         path = direction_inputs(cfg, run_dir)["rank"]
         if not path.is_file():
             raise UserError(f"synth: no background direction chosen ({path} missing): run `saliency rank --run "
-                            f"{run_dir}`, or set synth.direction (a column of discover/directions.pt) and synth.shift")
+                            f"{run_dir}`, or set synth.direction (the index of a discovered direction) and synth.shift")
         choice = load_choice(path, dim_z=generator.dim_z)
         sign, shift = options.sign or choice.sign, options.shift if options.shift is not None else choice.shift
         return BackgroundShift(choice.vector, sign * shift, f"rank: direction {choice.direction}, sign {sign:+d}")
@@ -152,7 +152,7 @@ def online_pairs(cfg: Config, run_dir: Path, device: torch.device) -> OnlinePair
 
 
 def run_synth(cfg: Config, run_dir: Path, device: str | torch.device, force: bool = False) -> dict[str, Any]:
-    """Stage 4 into ``run_dir/synth``: shards of pairs, ``samples.jsonl``, ``stats.json``, ``sheet.png``."""
+    """Stage 4 into ``run_dir/synth``: shards of pairs and their records, totals and sheet (:mod:`.shards`)."""
     device = distributed.resolve_device(device)
     distributed.init(device)
     chosen = load_classes(run_dir, cfg.classes.dataset)

@@ -24,9 +24,8 @@ from saliency.generators.weights import (
     imagenet_class_names,
     resolve_weights,
 )
-from tests.conftest import missing_shared_data
 
-FORMATS_README = Path(__file__).resolve().parents[3] / "shared" / "formats" / "README.md"
+FORMATS_README = Path(__file__).resolve().parents[1] / "fixtures" / "formats" / "README.md"
 PAYLOAD = b"not really weights, but bytes with a known checksum" * 1000
 UNREACHABLE = "http://127.0.0.1:9/weights.pth"  # the discard port: connection refused at once
 
@@ -181,8 +180,6 @@ def test_unreadable_checkpoint_is_a_user_error_naming_the_file(tmp_path: Path, c
 
 
 def test_published_urls_are_the_documented_ones() -> None:
-    if not FORMATS_README.is_file():
-        missing_shared_data(str(FORMATS_README))
     readme = FORMATS_README.read_text()
     for name in ("biggan-128", "bigbigan-128"):
         url = PUBLISHED_WEIGHTS[name].checkpoint.url
