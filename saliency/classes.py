@@ -241,6 +241,8 @@ def choose_classes(cfg: Config, device: torch.device) -> ChosenClasses:
 
 def write_chart(path: Path, chosen: ChosenClasses) -> Path:
     """Bar chart of the most frequent classes (chosen ones dark, ten more after them), most frequent on top."""
+    if chosen.classifier is None or chosen.all_counts is None:
+        raise ValueError(f"no classifier counts to chart (classes.select = {chosen.select}); only 'auto' has them")
     import matplotlib
 
     matplotlib.use("Agg")

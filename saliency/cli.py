@@ -126,6 +126,7 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
     """Score saliency predictions on a dataset (MAE, F-beta, S-, E-measure, IoU, accuracy)."""
     from saliency.distributed import resolve_device
     from saliency.evaluation import FolderSource, run_eval
+    from saliency.evaluation.sources import PredictionSource
 
     if sum(x is not None for x in (predictions, baseline, checkpoint)) != 1:
         raise UserError("eval: give exactly one of --predictions DIR, --checkpoint FILE or --baseline zeros|center")
@@ -134,6 +135,7 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
                  "predict.flip": flip}
     config, run_dir = resolve(config_path, run_dir, overrides)
     settings: dict[str, Any] = {}
+    source: PredictionSource
     if checkpoint is not None:
         from saliency.evaluation.checkpoint import CheckpointSource
 
@@ -149,6 +151,7 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
     elif predictions is not None:
         source, inputs = FolderSource(predictions), {"predictions": predictions}
     else:
+        assert baseline is not None  # exactly one of the three is given (checked above)
         source, inputs = BASELINES[baseline](), {}
     # Predictions beside an --output file are this call's own: bad input leaves none of them behind
     # (in a run folder, the eval stage's bookkeeping does the same).
@@ -159,7 +162,7 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
                            run_dir=run_dir, output=output, force=force, inputs=inputs, settings=settings,
                            precision=config.run.precision)
     except UserError:
-        if made_here:
+        if made_here and beside_output is not None:
             shutil.rmtree(beside_output, ignore_errors=True)
         raise
     click.echo(f"{source.name} on {config.eval.dataset}/{config.eval.split}")

@@ -135,9 +135,17 @@ def shift_latents(z: torch.Tensor, direction: torch.Tensor, shift: float) -> tor
 # A rule's masks from the unshifted images, the images shifted by +shift and by −shift.
 RuleFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, float], torch.Tensor]
 
+
+def _diff_rule(original: torch.Tensor, plus: torch.Tensor, minus: torch.Tensor | None, threshold: float) -> torch.Tensor:
+    """The ``diff`` rule, which needs the images shifted by −shift."""
+    if minus is None:
+        raise ValueError("mask mode 'diff' needs the images shifted by -shift (minus); pass them")
+    return diff_masks(minus, plus, threshold)
+
+
 MASK_MODES: dict[str, RuleFunction] = {
     "intensity": lambda original, plus, minus, threshold: threshold_masks(plus, threshold),
-    "diff": lambda original, plus, minus, threshold: diff_masks(minus, plus, threshold),
+    "diff": _diff_rule,
     "lighting": lambda original, plus, minus, threshold: lighting_masks(original, plus),
     "mean_thr": lambda original, plus, minus, threshold: mean_threshold_masks(plus),
 }

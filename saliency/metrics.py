@@ -95,5 +95,6 @@ class SaliencyEvaluator:
                 per_image[name] = [float(v) for v in handlers[name].binary_results]
                 summary[name] = float(np.mean(per_image[name]))
         ordered = {m: summary[m] for m in self.metrics}
-        rows = [{"image": stem, **{m: per_image[m][i] for m in self.metrics}} for i, stem in enumerate(self.stems)]
+        rows: list[dict[str, float | str]] = [{"image": stem, **{m: per_image[m][i] for m in self.metrics}}
+                                              for i, stem in enumerate(self.stems)]
         return EvaluationResult(ordered, rows)

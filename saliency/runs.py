@@ -276,7 +276,7 @@ class Stage:
         """The recorded metrics when this stage already completed with the same config and inputs
         and every output it recorded is still there, byte for byte."""
         manifest = read_manifest(self.dir)
-        if not self.matches(manifest):
+        if manifest is None or not self.matches(manifest):
             return None
         outputs = manifest.get("outputs")
         if not isinstance(outputs, dict) or not outputs:

@@ -98,6 +98,8 @@ class UnitNormDeformator(_ColumnDeformator):
 class FixedDeformator(_ColumnDeformator):
     """Given directions that do not learn: closed-form methods and the random/coordinate baselines."""
 
+    columns: torch.Tensor  # buffer
+
     def __init__(self, directions: torch.Tensor) -> None:
         super().__init__(directions.shape[0], directions.shape[1])
         self.register_buffer("columns", directions / directions.norm(dim=0, keepdim=True))

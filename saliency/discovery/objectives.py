@@ -17,11 +17,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from saliency.discovery.deformators import Deformator
 from saliency.distributed import unwrap
 from saliency.errors import UserError
 from saliency.masks import brightness
 
 Amp = Callable[[], ContextManager[None]]
+# The generator as the objectives call it, ``(z, classes) -> images``: the module or its compiled forward.
+GeneratorFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def num_directions(deformator: nn.Module) -> int:
+    """K of a deformator, or of the one inside a DDP wrapper."""
+    inner = unwrap(deformator)
+    if not isinstance(inner, Deformator):
+        raise TypeError(f"expected a Deformator (or DDP around one), got {type(inner).__name__}")
+    return inner.num_directions
+
+
+def _needs(reconstructor: nn.Module | None, objective: str) -> nn.Module:
+    """The reconstructor an objective cannot do without."""
+    if reconstructor is None:
+        raise ValueError(f"the {objective} objective needs a reconstructor (needs_reconstructor is True); got None")
+    return reconstructor
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,12 @@ class StepOutput:
     terms: dict[str, torch.Tensor]
     accuracy: torch.Tensor | None
 
+    def measured_accuracy(self) -> torch.Tensor:
+        """:attr:`accuracy`, for objectives that have a reconstructor (an error for the others)."""
+        if self.accuracy is None:
+            raise ValueError("this objective measures no direction accuracy (it has no reconstructor)")
+        return self.accuracy
+
 
 class VoynovObjective:
     """Pairs (G(z), G(z + A(eps e_k))); loss = CE(k) + λ·|eps − eps_hat|."""
@@ -60,9 +84,10 @@ class VoynovObjective:
         self.sampler = sampler
         self.shift_weight = shift_weight
 
-    def __call__(self, generator: nn.Module, deformator: nn.Module, reconstructor: nn.Module,
+    def __call__(self, generator: GeneratorFn, deformator: nn.Module, reconstructor: nn.Module | None,
                  z: torch.Tensor, classes: torch.Tensor, rng: torch.Generator, amp: Amp) -> StepOutput:
-        k, eps = self.sampler(len(z), unwrap(deformator).num_directions, rng, z.device)
+        reconstructor = _needs(reconstructor, "voynov")
+        k, eps = self.sampler(len(z), num_directions(deformator), rng, z.device)
         shift = deformator(k, eps)
         with amp():
             with torch.no_grad():
@@ -88,10 +113,11 @@ class LuObjective:
         self.shift_weight = shift_weight
         self.centroid_weight = centroid_weight
 
-    def __call__(self, generator: nn.Module, deformator: nn.Module, reconstructor: nn.Module,
+    def __call__(self, generator: GeneratorFn, deformator: nn.Module, reconstructor: nn.Module | None,
                  z: torch.Tensor, classes: torch.Tensor, rng: torch.Generator, amp: Amp) -> StepOutput:
+        reconstructor = _needs(reconstructor, "lu")
         n = len(z)
-        k, eps = self.sampler(2 * n, unwrap(deformator).num_directions, rng, z.device)
+        k, eps = self.sampler(2 * n, num_directions(deformator), rng, z.device)
         shifts = deformator(k, eps)  # one call for both steps: DDP allows one forward per backward
         first_step, second_step = shifts[:n], shifts[n:]
         with amp():
@@ -103,7 +129,7 @@ class LuObjective:
             logits, eps_hat = reconstructor(torch.cat([original, once]), torch.cat([once, twice]))
         classification = F.cross_entropy(logits.float(), k)
         regression = (eps_hat.float() - eps).abs().mean()
-        centroid = centroid_loss(shifts * eps.sign().unsqueeze(1), k, unwrap(deformator).num_directions)
+        centroid = centroid_loss(shifts * eps.sign().unsqueeze(1), k, num_directions(deformator))
         loss = classification + self.shift_weight * regression + self.centroid_weight * centroid
         return StepOutput(loss=loss, terms={"classification": classification, "shift": regression,
                                             "centroid": centroid},
@@ -136,10 +162,10 @@ class OptimizeObjective:
         self.surround = surround
         self.weight = weight
 
-    def __call__(self, generator: nn.Module, deformator: nn.Module, reconstructor: nn.Module | None,
+    def __call__(self, generator: GeneratorFn, deformator: nn.Module, reconstructor: nn.Module | None,
                  z: torch.Tensor, classes: torch.Tensor, rng: torch.Generator, amp: Amp) -> StepOutput:
         n = len(z)
-        k = torch.arange(n, device=z.device) % unwrap(deformator).num_directions
+        k = torch.arange(n, device=z.device) % num_directions(deformator)
         low, high = self.sampler.min_shift, max(self.sampler.scale, self.sampler.min_shift)
         eps = (low + (high - low) * torch.rand(n, generator=rng)).to(z.device)
         shift = deformator(k, eps)

@@ -117,7 +117,7 @@ def train(generator: Generator, deformator: Deformator, reconstructor: torch.nn.
             optimizer.step()
         done = step + 1
         at_checkpoint = done % settings.checkpoint_every == 0 or done == settings.steps
-        values = [out.loss, *(out.terms[name] for name in objective.terms), *([out.accuracy] if accuracy else [])]
+        values = [out.loss, *(out.terms[name] for name in objective.terms), *([out.measured_accuracy()] if accuracy else [])]
         progress.record(done, values, flush=at_checkpoint)
         if at_checkpoint and checkpoint is not None and distributed.is_writer():
             save_checkpoint(checkpoint, fingerprint, history,
@@ -151,7 +151,7 @@ def measure_rca(generator: Generator, deformator: Deformator, reconstructor: tor
         rng = step_rng(seed, Stream.DISCOVER_RCA, distributed.rank(), index)
         z, labels = sample_latents(generator, n, rng, classes, truncation)
         out = probe(generator, deformator, reconstructor, z, labels, rng, amp)
-        totals += torch.tensor([out.accuracy.item() * n, n], dtype=torch.float64, device=device)
+        totals += torch.tensor([out.measured_accuracy().item() * n, n], dtype=torch.float64, device=device)
     correct, count = distributed.sum_across_ranks(totals).tolist()
     return correct / count
 

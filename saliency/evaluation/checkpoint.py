@@ -38,7 +38,10 @@ class CheckpointSource(PredictionSource):
         if self.save_to is not None:
             atomic_write_bytes(Path(self.save_to) / f"{stem}.png", png)
         # Score exactly the 8-bit map a user gets from `saliency predict`.
-        prediction = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+        decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if decoded is None:
+            raise RuntimeError(f"the PNG predicted for image {stem} does not decode")
+        prediction = decoded.astype(np.float32) / 255
         if prediction.shape != shape:
             raise UserError(f"image {stem} and its mask differ in size ({prediction.shape} vs {shape}); fix the dataset")
         return prediction

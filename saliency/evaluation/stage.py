@@ -82,6 +82,8 @@ def run_eval(dataset_name: str, split: str | None, source: PredictionSource, met
         result = evaluate(dataset, source, metrics)
         write_results(result, Path(output), details)
         return result.summary
+    if run_dir is None:
+        raise ValueError("run_eval: give run_dir (the eval stage) or output (a plain file)")
 
     def body(stage: Stage) -> dict[str, float]:
         result = evaluate(dataset, source, metrics)

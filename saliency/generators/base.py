@@ -59,8 +59,8 @@ class Generator(nn.Module, abc.ABC):
     def device(self) -> torch.device:
         for tensor in self.parameters():
             return tensor.device
-        for tensor in self.buffers():
-            return tensor.device
+        for buffer in self.buffers():
+            return buffer.device
         return torch.device("cpu")
 
     @abc.abstractmethod

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +59,9 @@ CONFIGS: dict[str, BigGANConfig] = {
 class ClassConditionalBatchNorm(nn.Module):
     """BN with stored statistics, times 1 + gain(y), plus bias(y), for condition vectors y."""
 
+    stored_mean: torch.Tensor  # buffer
+    stored_var: torch.Tensor  # buffer
+
     def __init__(self, num_features: int, cond_dim: int, eps: float, sn_eps: float) -> None:
         super().__init__()
         self.eps = eps
@@ -73,6 +77,9 @@ class ClassConditionalBatchNorm(nn.Module):
 
 class OutputBatchNorm(nn.Module):
     """BN with stored statistics and learned ``gain`` and ``bias``."""
+
+    stored_mean: torch.Tensor  # buffer
+    stored_var: torch.Tensor  # buffer
 
     def __init__(self, num_features: int, eps: float) -> None:
         super().__init__()
@@ -163,7 +170,7 @@ class BigGAN(Generator):
         first, *conds = self._inputs(z, classes)
         h = self.linear(first).view(z.shape[0], -1, BOTTOM_WIDTH, BOTTOM_WIDTH)
         for stage, cond in zip(self.blocks, conds, strict=True):
-            for layer in stage:
+            for layer in cast(nn.ModuleList, stage):  # each stage is a ModuleList (see __init__)
                 h = layer(h, cond)
         return torch.tanh(self.output_layer(h))
 
@@ -172,7 +179,7 @@ class BigGAN(Generator):
         chunk): the linear layer, then the gains and biases of each block's batch norms."""
         layers = [(0, self.linear)]
         for k, stage in enumerate(self.blocks, start=1):
-            block = stage[0]
+            block = cast(GBlock, cast(nn.ModuleList, stage)[0])  # a stage: a GBlock, then attention or not
             layers += [(k, layer) for layer in (block.bn1.gain, block.bn1.bias, block.bn2.gain, block.bn2.bias)]
         return layers
 

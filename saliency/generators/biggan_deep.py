@@ -71,6 +71,9 @@ CONFIGS: dict[str, DeepConfig] = {
 class _TruncationBatchNorm(nn.Module):
     """Batch norm with standing statistics for ``n_stats`` truncation values evenly spaced on [0, 1]."""
 
+    running_means: torch.Tensor  # buffer
+    running_vars: torch.Tensor  # buffer
+
     def __init__(self, num_features: int, n_stats: int, eps: float) -> None:
         super().__init__()
         self.eps = eps
@@ -192,6 +195,8 @@ class DeepTrunk(nn.Module):
         # The published RGB conv has `channel_width` outputs of which only the first 3 are used:
         # compute just those (σ still comes from the whole weight).
         rgb = self.conv_to_rgb
+        if rgb.bias is None:
+            raise ValueError("conv_to_rgb has no bias; DeepTrunk builds it with one")
         h = F.conv2d(h, rgb.normalized_weight()[:3], rgb.bias[:3], padding=1)
         return torch.tanh(h)
 

@@ -92,6 +92,9 @@ class _SpectralNormLayer(nn.Module, abc.ABC):
 class StoredUVSpectralNorm(_SpectralNormLayer):
     """``torch.nn.utils.spectral_norm`` layout: ``weight_orig``, ``bias``, ``weight_u``, ``weight_v``."""
 
+    weight_u: torch.Tensor  # buffer
+    weight_v: torch.Tensor  # buffer
+
     def __init__(self, weight_shape: tuple[int, ...], bias: bool = True, power_iterations: int = 10) -> None:
         super().__init__(weight_shape, bias)
         self.weight_orig = nn.Parameter(torch.empty(weight_shape))
@@ -125,6 +128,9 @@ class StoredUVSpectralNorm(_SpectralNormLayer):
 
 class PowerStepSpectralNorm(_SpectralNormLayer):
     """BigGAN-PyTorch layout: ``weight``, ``bias``, ``u0`` (1, out), ``sv0`` (1,)."""
+
+    u0: torch.Tensor  # buffer
+    sv0: torch.Tensor  # buffer
 
     def __init__(self, weight_shape: tuple[int, ...], bias: bool = True, eps: float = 1e-12) -> None:
         super().__init__(weight_shape, bias)

@@ -152,6 +152,10 @@ class ToyScene(FactorWorld):
     """Textured, cluttered, defocused scenes with one object; ``dim_z`` latent, ``resolution`` px,
     canvases and mixing from ``seed``."""
 
+    # buffers: (sharp, blurred) canvases
+    noise: torch.Tensor
+    clutter: torch.Tensor
+
     def __init__(self, dim_z: int = 32, resolution: int = 64, seed: int = 0) -> None:
         rng = as_torch_generator(seed)  # the mixing first, then the canvases, from one stream
         super().__init__("toyscene", FACTOR_NAMES, list(SHAPES), dim_z, resolution, seed, 16, rng)

@@ -114,6 +114,11 @@ class FactorWorld(Generator):
     validation, the mixing, the pixel grid and the factor read-out that toyworld and toyscene share."""
 
     factor_names: list[str]
+    # buffers
+    factor_directions: torch.Tensor
+    strengths: torch.Tensor
+    grid_x: torch.Tensor
+    grid_y: torch.Tensor
 
     def __init__(self, name: str, factor_names: tuple[str, ...], class_names: list[str], dim_z: int,
                  resolution: int, seed: int, min_resolution: int, rng: torch.Generator) -> None:

@@ -108,7 +108,7 @@ def fresh_model(seeds: list[torch.Generator], device: torch.device) -> GroupedLe
     for group, rng in enumerate(seeds):
         model.init_group(group, rng)
     # Channels-last halves the time of these grouped convolutions on CPU.
-    return model.to(device, memory_format=torch.channels_last)
+    return model.to(device).to(memory_format=torch.channels_last)
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -121,17 +121,17 @@ def score_direction(generator: Generator, direction: torch.Tensor, z: torch.Tens
             tally.room.append(((1.0 - before if whiten else before) * outside).flatten(1).sum(1).cpu())
             change = (plus - original).abs().mean(1) / 2.0 if whiten else torch.zeros_like(before)
             tally.change.append((change * masks.float()).flatten(1).sum(1).cpu())
-    masks = {key: torch.cat(tally.masks) for key, tally in tallies.items()}
+    move_masks = {key: torch.cat(tally.masks) for key, tally in tallies.items()}
     scores = {}
     for (sign, s), tally in tallies.items():
         keep = torch.cat(tally.keep)
-        inside = masks[sign, s].flatten(1).sum(1).float()
-        others = [masks[sign, other] for other in settings.magnitudes if other != s]
+        inside = move_masks[sign, s].flatten(1).sum(1).float()
+        others = [move_masks[sign, other] for other in settings.magnitudes if other != s]
         measures = {
             "passing": float(keep.float().mean()),
             "background": _ratio(torch.cat(tally.moved)[keep].sum(), torch.cat(tally.room)[keep].sum()),
             "stillness": 1.0 - _ratio(torch.cat(tally.change)[keep].sum(), inside[keep].sum()),
-            "agreement": float(torch.stack([_iou(masks[sign, s], o) for o in others]).mean()) if others else 1.0,
+            "agreement": float(torch.stack([_iou(move_masks[sign, s], o) for o in others]).mean()) if others else 1.0,
         }
         measures["score"] = measures["passing"] * measures["background"] * measures["stillness"] * measures["agreement"]
         scores[sign, s] = measures

@@ -138,8 +138,8 @@ def _overview(run_dir: Path, name: str, config: dict[str, Any], stages: dict[str
     first_masks = time_to_first_masks({stage: view.metrics for stage, view in stages.items()})
     if first_masks is not None:
         timings.append(["time to the first masks", "", _duration(first_masks), "", ""])
-    versions = next((view.manifest["versions"] for view in stages.values()
-                     if view.manifest and view.manifest.get("versions")), {})
+    versions: dict[str, Any] = next((view.manifest["versions"] for view in stages.values()
+                                     if view.manifest and view.manifest.get("versions")), {})
     parts = [_facts(facts), "<h3>Stage timings</h3>",
              _table(["stage", "status", "time", "started", "ended"], timings), "<h3>Metrics and published numbers</h3>"]
     results = _eval_results(stages["eval"])

@@ -52,9 +52,9 @@ class Augmenter:
             return images, masks
         seeds = torch.randint(2 ** 31 - 1, (len(images),), generator=rng).tolist()
         pixels = images.detach().cpu().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        pixels, labels = pixels.numpy(), masks.detach().cpu().numpy().astype(np.uint8)
+        arrays, labels = pixels.numpy(), masks.detach().cpu().numpy().astype(np.uint8)
         out_images, out_masks = [], []
-        for image, mask, seed in zip(pixels, labels, seeds):
+        for image, mask, seed in zip(arrays, labels, seeds):
             self.transform.set_random_seed(seed)
             result = self.transform(image=image, mask=mask)
             out_images.append(torch.from_numpy(np.ascontiguousarray(result["image"])))

@@ -145,4 +145,6 @@ def load_unet(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
+    """The module inside a wrapper with a ``module`` (DDP, AveragedModel), or the model itself."""
+    inner = getattr(model, "module", None)
+    return inner if isinstance(inner, nn.Module) else model

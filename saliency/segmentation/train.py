@@ -16,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sized, runtime_checkable
 
 import numpy as np
 import torch
@@ -96,18 +96,31 @@ def loader_workers(requested: int | None, online: bool, device: torch.device) ->
     return min(AUTO_WORKERS, max(1, (os.cpu_count() or 1) - 1))
 
 
+@runtime_checkable
+class ResumableStream(Protocol):
+    """An online stream of pairs (``OnlinePairs``) that resumes where a DataLoader left it."""
+
+    def skipping(self, batches: int, batch_size: int) -> IterableDataset:
+        """The same stream without the first ``batches`` batches of ``batch_size``."""
+
+
 def step_batches(pairs: Dataset, settings: UnetSettings, start: int, device: torch.device) -> Iterable[Any]:
     """Batches for steps ``start..steps-1``: drawn by step from a dataset of pairs, or taken in order
     from an online stream (which skips what earlier steps consumed). On a GPU batches come in pinned
     memory, and with workers each prefetches 4 batches, so copies overlap compute."""
     online = isinstance(pairs, IterableDataset)
     workers = loader_workers(settings.workers, online, device)
-    loading = {"num_workers": workers, "pin_memory": device.type == "cuda",
-               **({"prefetch_factor": 4, "persistent_workers": False} if workers else {})}
+    loading: dict[str, Any] = {"num_workers": workers, "pin_memory": device.type == "cuda",
+                               **({"prefetch_factor": 4, "persistent_workers": False} if workers else {})}
     if online:
+        if not isinstance(pairs, ResumableStream):
+            raise TypeError(f"an online dataset must resume by skipping(batches, batch_size); {type(pairs).__name__} "
+                            f"has no skipping()")
         stream = pairs.skipping(start, settings.batch_size)
         loader = DataLoader(stream, batch_size=settings.batch_size, **loading)
         return itertools.islice(loader, settings.steps - start)
+    if not isinstance(pairs, Sized):
+        raise TypeError(f"a dataset of pairs needs a length (__len__); {type(pairs).__name__} has none")
     sampler = StepBatches(len(pairs), settings.batch_size, settings.seed, start, settings.steps)
     return DataLoader(pairs, batch_sampler=sampler, **loading)
 
@@ -135,7 +148,7 @@ def train_unet(model: nn.Module, pairs: Dataset, settings: UnetSettings, device:
     """Train ``model`` on ``pairs`` (image in [-1, 1] 3xHxW, mask HxW); returns the per-step history
     and the ``(step, monitor(model))`` checks. Resumes from ``checkpoint`` when it matches."""
     memory_format = torch.channels_last if uses_channels_last(settings.channels_last, device) else torch.contiguous_format
-    model.to(device, memory_format=memory_format).train()
+    model.to(device).to(memory_format=memory_format).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=settings.lr_step, gamma=settings.lr_decay)
     # The moving average (weights and BatchNorm statistics) smooths the last steps' noise; it is

@@ -85,9 +85,9 @@ def shard_draws(sampler: PairSampler, shard: int) -> Iterator[Draw]:
         with distributed.autocast(generator.device, sampler.precision):
             batch = synthesize_batch(generator, z, labels, sampler.direction, sampler.shift, sampler.rule)
         kept, areas = batch.keep.tolist(), area_fraction(batch.masks).tolist()
-        images, masks, labels = to_uint8(batch.images), batch.masks.cpu(), labels.tolist()
+        images, masks, label_ids = to_uint8(batch.images), batch.masks.cpu(), labels.tolist()
         for i in range(sampler.batch_size):
-            yield Draw(index, images[i], masks[i], labels[i], areas[i], kept[i])
+            yield Draw(index, images[i], masks[i], label_ids[i], areas[i], kept[i])
             index += 1
         kept_total, area_total = kept_total + sum(kept), area_total + sum(areas)
         if index >= GIVE_UP_DRAWS and kept_total < MIN_ACCEPTANCE * index:

@@ -85,7 +85,8 @@ def write_shard(sampler: PairSampler, root: Path, shard: int, count: int, shard_
         shutil.rmtree(stale, ignore_errors=True)
     (tmp / "images").mkdir(parents=True)
     (tmp / "masks").mkdir()
-    histogram, records, drawn = [0] * AREA_BINS, [], 0
+    records: list[dict[str, Any]] = []
+    histogram, drawn = [0] * AREA_BINS, 0
     for draw in shard_draws(sampler, shard):
         drawn += 1
         histogram[area_bin(draw.area)] += 1
