@@ -33,6 +33,7 @@ from saliency.datasets.folder import open_pair_folder
 from saliency.datasets.prepare import prepare
 from saliency.datasets.registry import DatasetMissing, resolve
 from saliency.errors import UserError
+from saliency.generators.base import KnowsObjects
 from saliency.generators.toyworld import MASK_THRESHOLD
 from saliency.seeding import Stream, derive_seed
 
@@ -92,21 +93,21 @@ def _fetch(name: str) -> str | None:
 def write_heldout(cfg: Config, root: Path) -> Path:
     """``HELDOUT_SAMPLES`` images of the run's generator with their true masks, in ``root/KEY/images``
     and ``masks`` (KEY: generator, its options and run.seed); written once, atomically, then reused."""
+    seed = derive_seed(cfg.run.seed, Stream.HELDOUT)
     recipe = {"generator": cfg.generator.name, "weights": cfg.generator.weights, "options": cfg.generator.options,
-              "truncation": cfg.generator.truncation, "samples": HELDOUT_SAMPLES,
-              "seed": derive_seed(cfg.run.seed, Stream.HELDOUT)}
+              "truncation": cfg.generator.truncation, "samples": HELDOUT_SAMPLES, "seed": seed}
     folder = root / hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     if (folder / "recipe.json").is_file():
         return folder
     generator = generators.load(cfg.generator.name, weights=cfg.generator.weights, **cfg.generator.options)
-    if not hasattr(generator, "object_mask"):
+    if not isinstance(generator, KnowsObjects):
         raise UserError(f"eval.fallback: generated needs a generator that knows its object masks (toyscene, "
                         f"toyworld); {cfg.generator.name} does not: link {cfg.eval.dataset} with "
                         f"`saliency data {cfg.eval.dataset} --from DIR`")
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".heldout-", dir=root))
     try:
-        rng = torch.Generator().manual_seed(recipe["seed"])
+        rng = torch.Generator().manual_seed(seed)
         for part in ("images", "masks"):
             (staging / part).mkdir()
         for start in range(0, HELDOUT_SAMPLES, GENERATION_BATCH):

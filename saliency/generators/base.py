@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -76,3 +77,11 @@ class Generator(nn.Module, abc.ABC):
     def early_features(self, z: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
         """Flattened activations ``(N, F)`` of an early layer, for GANSpace-style PCA."""
         raise NotImplementedError(f"{type(self).__name__} declares no early layer")
+
+
+@runtime_checkable
+class KnowsObjects(Protocol):
+    """A generator that knows its ground truth (toyworld, toyscene): previews and held-out evaluation use it."""
+
+    def object_mask(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Object coverage ``(N, 1, R, R)`` in [0, 1]."""

@@ -9,23 +9,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import torch
 from torchvision.utils import make_grid, save_image
 
 from saliency.errors import UserError
-from saliency.generators.base import Generator, as_torch_generator
+from saliency.generators.base import Generator, KnowsObjects, as_torch_generator
 from saliency.runs import atomic_path
-
-
-@runtime_checkable
-class _KnowsObjects(Protocol):
-    """A generator that knows its ground truth (toyworld, toyscene)."""
-
-    def object_mask(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """Object coverage ``(N, 1, R, R)`` in [0, 1]."""
-
 
 _PADDING = 2
 _PAD_VALUE = 0.5  # grey separators, visible against both white masks and dark images
@@ -45,7 +35,7 @@ def write_sample_grid(generator: Generator, n: int, seed: int, out: Path, classe
     nrow = math.ceil(math.sqrt(n))
     with torch.no_grad():
         panels = [generator(z, labels).add(1).div(2).clamp(0, 1)]
-        if isinstance(generator, _KnowsObjects):
+        if isinstance(generator, KnowsObjects):
             panels.append(generator.object_mask(z, labels).expand(-1, 3, -1, -1))
     grids = [make_grid(panel.float().cpu(), nrow=nrow, padding=_PADDING, pad_value=_PAD_VALUE) for panel in panels]
     out = Path(out)
