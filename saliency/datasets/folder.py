@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from saliency.datasets.io import list_images, read_image, read_mask
+from saliency.datasets.io import list_images
 from saliency.errors import UserError
+from saliency.images import read_image, read_mask
 
 MASK_FOLDER_NAMES = ("masks", "ground_truth_mask")
 

@@ -24,7 +24,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import torch
 
 from saliency import generators
@@ -35,6 +34,7 @@ from saliency.datasets.registry import DatasetMissing, resolve
 from saliency.errors import UserError
 from saliency.generators.base import KnowsObjects
 from saliency.generators.toyworld import MASK_THRESHOLD
+from saliency.images import encode_png, signed_to_uint8
 from saliency.seeding import Stream, derive_seed
 
 log = logging.getLogger("saliency")
@@ -115,12 +115,12 @@ def write_heldout(cfg: Config, root: Path) -> Path:
             z = generator.sample_z(count, rng, cfg.generator.truncation)
             classes = generator.sample_classes(count, rng)
             with torch.no_grad():
-                images = generator(z, classes).add(1).mul(127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1)
+                images = signed_to_uint8(generator(z, classes)).permute(0, 2, 3, 1)
                 masks = (generator.object_mask(z, classes)[:, 0] > MASK_THRESHOLD).byte().mul(255)
             for offset, (image, mask) in enumerate(zip(images.cpu().numpy(), masks.cpu().numpy())):
                 stem = f"{start + offset:04d}"
-                cv2.imwrite(str(staging / "images" / f"{stem}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-                cv2.imwrite(str(staging / "masks" / f"{stem}.png"), mask)
+                (staging / "images" / f"{stem}.png").write_bytes(encode_png(image))
+                (staging / "masks" / f"{stem}.png").write_bytes(encode_png(mask))
         (staging / "recipe.json").write_text(json.dumps(recipe, indent=1))
         shutil.rmtree(folder, ignore_errors=True)  # an earlier attempt's leftovers have no recipe.json
         os.replace(staging, folder)

@@ -18,10 +18,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from saliency.datasets.folder import open_pair_folder
-from saliency.datasets.io import read_gray, read_image
 from saliency.datasets.registry import DatasetSpec, data_root, get_spec, held_splits
 from saliency.downloads import WeightFile, fetch_or_explain
 from saliency.errors import UserError
+from saliency.images import read_gray, read_image
 from saliency.runs import sha256_file
 
 log = logging.getLogger("saliency")

@@ -10,6 +10,7 @@ training loop serves them.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, ContextManager
 
@@ -173,18 +174,21 @@ class OptimizeObjective:
             with torch.no_grad():
                 original = generator(z, classes)
             shifted = generator(z + shift, classes)
-        before, after = brightness(original.float()), brightness(shifted.float())
+        original, shifted = original.float(), shifted.float()  # bf16 under autocast: measure in fp32
+        before, after = brightness(original), brightness(shifted)
         rim = surround_mask(after.shape[-1], self.surround, after.device)
         gain = ((after - before) * rim).flatten(1).sum(1) / rim.sum().clamp_min(1.0)
-        change = (shifted.float() - original.float()).abs().mean(1) / 2.0
+        change = (shifted - original).abs().mean(1) / 2.0
         partial = torch.minimum(change, 1.0 - after).flatten(1).mean(1)
         loss = (-gain + self.weight * partial).mean()
         return StepOutput(loss=loss, terms={"surround_gain": gain.mean(), "partial_change": partial.mean()},
                           accuracy=None)
 
 
+@functools.lru_cache(maxsize=8)
 def surround_mask(resolution: int, radius: float, device: torch.device) -> torch.Tensor:
-    """``(R, R)`` float: 1 at pixels farther than ``radius`` half-widths from the image centre."""
+    """``(R, R)`` float: 1 at pixels farther than ``radius`` half-widths from the image centre (made
+    once per size and device: every step uses the same one)."""
     line = torch.linspace(-1.0, 1.0, resolution, device=device)
     y, x = torch.meshgrid(line, line, indexing="ij")
     return (torch.sqrt(x * x + y * y) > radius).float()

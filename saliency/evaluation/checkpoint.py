@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
 from saliency.datasets import PairFolder
 from saliency.errors import UserError
 from saliency.evaluation.sources import PredictionSource
+from saliency.images import decode_gray
 from saliency.runs import atomic_write_bytes
 from saliency.segmentation.predict import Predictor, to_png
 
@@ -38,10 +38,7 @@ class CheckpointSource(PredictionSource):
         if self.save_to is not None:
             atomic_write_bytes(Path(self.save_to) / f"{stem}.png", png)
         # Score exactly the 8-bit map a user gets from `saliency predict`.
-        decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
-        if decoded is None:
-            raise RuntimeError(f"the PNG predicted for image {stem} does not decode")
-        prediction = decoded.astype(np.float32) / 255
+        prediction = decode_gray(png, f"prediction of {stem}")
         if prediction.shape != shape:
             raise UserError(f"image {stem} and its mask differ in size ({prediction.shape} vs {shape}); fix the dataset")
         return prediction

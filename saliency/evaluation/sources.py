@@ -11,12 +11,12 @@ import abc
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 
 from saliency.datasets import PairFolder
-from saliency.datasets.io import list_images, read_gray
+from saliency.datasets.io import list_images
 from saliency.errors import UserError
+from saliency.images import read_gray, resize
 
 ASPECT_TOLERANCE = 0.03
 
@@ -42,7 +42,7 @@ def fit_to_shape(prediction: np.ndarray, shape: tuple[int, int], origin: str) ->
     if abs((height / width) / (shape[0] / shape[1]) - 1) > ASPECT_TOLERANCE:
         raise UserError(f"{origin}: prediction is {width}x{height} but the mask is {shape[1]}x{shape[0]} "
                         f"(another aspect ratio, so not this image); regenerate it")
-    return cv2.resize(prediction, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    return resize(prediction, shape, "linear")
 
 
 class FolderSource(PredictionSource):

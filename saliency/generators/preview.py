@@ -11,11 +11,11 @@ import math
 from pathlib import Path
 
 import torch
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
 from saliency.errors import UserError
 from saliency.generators.base import Generator, KnowsObjects, as_torch_generator
-from saliency.runs import atomic_path
+from saliency.images import write_grid
 
 _PADDING = 2
 _PAD_VALUE = 0.5  # grey separators, visible against both white masks and dark images
@@ -38,10 +38,7 @@ def write_sample_grid(generator: Generator, n: int, seed: int, out: Path, classe
         if isinstance(generator, KnowsObjects):
             panels.append(generator.object_mask(z, labels).expand(-1, 3, -1, -1))
     grids = [make_grid(panel.float().cpu(), nrow=nrow, padding=_PADDING, pad_value=_PAD_VALUE) for panel in panels]
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        save_image(torch.cat(grids, dim=2), tmp, format="PNG")
-    return out
+    return write_grid(out, torch.cat(grids, dim=2))
 
 
 def _check_classes(generator: Generator, classes: list[int]) -> None:

@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from saliency import distributed
 from saliency.generators.base import Generator
+from saliency.images import resize_batch, signed_to_uint8, uint8_to_signed
 from saliency.seeding import Stream, seeded_rng
 
 log = logging.getLogger("saliency")
@@ -111,18 +112,9 @@ def fresh_model(seeds: list[torch.Generator], device: torch.device) -> GroupedLe
     return model.to(device).to(memory_format=torch.channels_last)
 
 
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """8-bit images to floats in [-1, 1]."""
-    return images.float().div(127.5).sub(1.0)
-
-
-def to_uint8(images: torch.Tensor, resolution: int) -> torch.Tensor:
-    """Images in [-1, 1] resized (antialiased) to ``resolution`` and stored as 8-bit."""
-    images = images.float()
-    if images.shape[-1] != resolution or images.shape[-2] != resolution:
-        images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", antialias=True,
-                               align_corners=False)
-    return images.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+def dvn_pixels(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Images ``(N, 3, H, W)`` in [-1, 1] as DVN keeps them: ``resolution`` px square (antialiased), 8-bit."""
+    return signed_to_uint8(resize_batch(images, (resolution, resolution)))
 
 
 def fit(model: GroupedLeNet, images: torch.Tensor, labels: torch.Tensor, batches: torch.Tensor,
@@ -137,7 +129,7 @@ def fit(model: GroupedLeNet, images: torch.Tensor, labels: torch.Tensor, batches
     groups = torch.arange(images.shape[0], device=device)[:, None]
     model.train()
     for step_indices in batches.to(device):
-        x = to_float(images[groups, step_indices])                        # (G, B, 3, R, R)
+        x = uint8_to_signed(images[groups, step_indices])                 # (G, B, 3, R, R)
         y = labels[groups, step_indices]                                  # (G, B)
         logits = model(x.transpose(0, 1))                                 # (B, G, 2)
         # Sum over groups of each group's mean loss: every group gets its own model's gradient.
@@ -152,7 +144,7 @@ def fit(model: GroupedLeNet, images: torch.Tensor, labels: torch.Tensor, batches
 def predict(model: GroupedLeNet, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Class ``(G, N)`` each group assigns to its own images ``(G, N, 3, R, R)`` (eval mode)."""
     model.eval()
-    outputs = [model(to_float(images[:, start:start + batch_size]).transpose(0, 1)).argmax(-1).T
+    outputs = [model(uint8_to_signed(images[:, start:start + batch_size]).transpose(0, 1)).argmax(-1).T
                for start in range(0, images.shape[1], batch_size)]
     return torch.cat(outputs, dim=1)
 
@@ -178,7 +170,7 @@ def generated_pairs(generator: Generator, units: torch.Tensor, z: torch.Tensor, 
         shifted = z[sample] + (1 - 2 * half)[:, None].to(z.dtype) * moves[group]
         with distributed.autocast(device, settings.precision):
             images = generator(shifted, classes[sample])
-        out[start:start + len(flat)] = to_uint8(images, settings.resolution)
+        out[start:start + len(flat)] = dvn_pixels(images, settings.resolution)
     return out.view(count, 2 * n, *out.shape[1:])
 
 

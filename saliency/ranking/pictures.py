@@ -11,9 +11,10 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
 from saliency.generators.base import Generator
+from saliency.images import write_grid
 from saliency.masks import MaskRule, synthesize_batch
 from saliency.runs import atomic_path
 
@@ -52,7 +53,5 @@ def save_candidate_sheet(generator: Generator, direction: torch.Tensor, sign: in
         # Rejected samples' masks are drawn at half strength: what the filters would drop.
         shown = batch.masks.float() * torch.where(batch.keep, 1.0, 0.5).view(-1, 1, 1)
         rows += [batch.shifted, shown.unsqueeze(1).expand(-1, 3, -1, -1) * 2 - 1]
-    grid = make_grid(torch.cat(rows).cpu().add(1).div(2).clamp(0, 1), nrow=len(z), padding=2, pad_value=0.5)
-    with atomic_path(path) as tmp:
-        save_image(grid, tmp, format="PNG")
-    return Path(path)
+    return write_grid(path, make_grid(torch.cat(rows).cpu().add(1).div(2).clamp(0, 1), nrow=len(z), padding=2,
+                                      pad_value=0.5))

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from saliency.datasets import registered, resolve
-from saliency.datasets.io import IMAGE_SUFFIXES, list_images, read_image
+from saliency.datasets.io import list_images
 from saliency.errors import UserError
 from saliency.generators.base import Generator
-from saliency.ranking.dvn import to_uint8
+from saliency.images import IMAGE_SUFFIXES, read_image, resize, uint8_to_signed
+from saliency.ranking.dvn import dvn_pixels
 
 GENERATED = "generated"
 MIN_CROP = 0.6
@@ -68,7 +67,7 @@ def generated_images(generator: Generator, n: int, resolution: int, rng: torch.G
                      truncation: float | None = None, batch_size: int = 64) -> torch.Tensor:
     """Fresh unshifted samples G(z, c): the stand-in for real images of a generator with no data."""
     z, classes = generator.sample_z(n, rng, truncation), generator.sample_classes(n, rng)
-    return torch.cat([to_uint8(generator(z[i:i + batch_size], classes[i:i + batch_size]), resolution).cpu()
+    return torch.cat([dvn_pixels(generator(z[i:i + batch_size], classes[i:i + batch_size]), resolution).cpu()
                       for i in range(0, n, batch_size)])
 
 
@@ -89,12 +88,12 @@ def folder_images(paths: list[Path], n: int, resolution: int, rng: torch.Generat
 
 def _shrunk(path: Path, short_side: int) -> torch.Tensor:
     """The image as uint8 ``(3, H, W)`` with its shorter side at most ``short_side``."""
-    image = Image.fromarray(read_image(path))
-    scale = short_side / min(image.size)
+    image = read_image(path)
+    height, width = image.shape[:2]
+    scale = short_side / min(height, width)
     if scale < 1:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                             Image.Resampling.BOX)
-    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+        image = resize(image, (max(1, round(height * scale)), max(1, round(width * scale))), "area")
+    return torch.from_numpy(image).permute(2, 0, 1)
 
 
 def _crop(image: torch.Tensor, size: float, x: float, y: float, resolution: int) -> torch.Tensor:
@@ -102,5 +101,4 @@ def _crop(image: torch.Tensor, size: float, x: float, y: float, resolution: int)
     height, width = image.shape[1:]
     side = max(1, round(size * min(height, width)))
     top, left = round(y * (height - side)), round(x * (width - side))
-    patch = image[:, top:top + side, left:left + side].float()[None] / 127.5 - 1.0
-    return to_uint8(patch, resolution)[0]
+    return dvn_pixels(uint8_to_signed(image[None, :, top:top + side, left:left + side]), resolution)[0]

@@ -7,16 +7,15 @@ and the dataset. One PNG per group of cases, one row per image: image | ground t
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+import torch
 
 from saliency.datasets import PairFolder
-from saliency.datasets.io import read_gray
+from saliency.images import encode_png, read_gray, resize, unit_to_uint8
 from saliency.metrics import HIGHER_IS_BETTER
 
 THUMBNAIL_HEIGHT = 160
@@ -54,27 +53,26 @@ def case_figure(stems: list[str], predictions: Path, dataset: PairFolder | None,
     """PNG bytes: a row per stem, image | ground truth | prediction (the prediction alone without a
     dataset), each tile ``height`` pixels high; columns are as wide as their widest tile."""
     rows = [[_thumbnail(tile, height) for tile in _tiles(stem, predictions, dataset)] for stem in stems]
-    widths = [max(row[column].width for row in rows) for column in range(len(rows[0]))]
-    canvas = Image.new("RGB", (sum(widths) + GAP * (len(widths) - 1), len(rows) * height + GAP * (len(rows) - 1)),
-                       BACKGROUND)
+    widths = [max(row[column].shape[1] for row in rows) for column in range(len(rows[0]))]
+    canvas = np.full((len(rows) * height + GAP * (len(rows) - 1), sum(widths) + GAP * (len(widths) - 1), 3),
+                     BACKGROUND, np.uint8)
     for index, row in enumerate(rows):
-        left = 0
+        left, top = 0, index * (height + GAP)
         for tile, width in zip(row, widths):
-            canvas.paste(tile, (left + (width - tile.width) // 2, index * (height + GAP)))
+            start = left + (width - tile.shape[1]) // 2
+            canvas[top:top + height, start:start + tile.shape[1]] = tile
             left += width + GAP
-    buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    return encode_png(canvas, compression=9)
 
 
 def _tiles(stem: str, predictions: Path, dataset: PairFolder | None) -> list[np.ndarray]:
-    prediction = np.round(read_gray(Path(predictions) / f"{stem}.png") * 255).astype(np.uint8)
+    prediction = unit_to_uint8(torch.from_numpy(read_gray(Path(predictions) / f"{stem}.png"))).numpy()
     if dataset is None:
         return [prediction]
     return [dataset.image(stem), dataset.mask(stem).astype(np.uint8) * 255, prediction]
 
 
-def _thumbnail(array: np.ndarray, height: int) -> Image.Image:
-    image = Image.fromarray(array).convert("RGB")
-    width = max(1, round(image.width * height / image.height))
-    return image.resize((width, height), Image.Resampling.LANCZOS)
+def _thumbnail(array: np.ndarray, height: int) -> np.ndarray:
+    """An RGB tile ``height`` pixels high (a grey one repeated in R, G and B)."""
+    rgb = np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array
+    return resize(rgb, (height, max(1, round(rgb.shape[1] * height / rgb.shape[0]))))

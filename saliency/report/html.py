@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
-from PIL import Image
 
 from saliency.classes import read_classes
 from saliency.config import METRIC_NAMES
 from saliency.datasets import resolve
 from saliency.errors import UserError
 from saliency.evaluation.stage import METRICS_FILE, per_image_path, read_per_image, read_results
+from saliency.images import decode_image, encode_jpeg, resize
 from saliency.metrics import HIGHER_IS_BETTER
 from saliency.ranking.artifacts import candidate_sheet_path, read_rank
 from saliency.report.figures import best_and_worst, case_figure, ranking_metric
@@ -419,15 +418,14 @@ def data_uri(data: bytes, budget: int = IMAGE_BUDGET) -> str:
     """A PNG as it is when it fits ``budget``, else a JPEG of it, shrunk until it fits."""
     if len(data) <= budget:
         return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-    image = Image.open(io.BytesIO(data)).convert("RGB")
+    image = decode_image(data, "picture")
     while True:
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
-        if buffer.tell() <= budget or min(image.size) < 64:
-            return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-        scale = 0.95 * math.sqrt(budget / buffer.tell())
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                             Image.Resampling.LANCZOS)
+        jpeg = encode_jpeg(image, JPEG_QUALITY)
+        height, width = image.shape[:2]
+        if len(jpeg) <= budget or min(height, width) < 64:
+            return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+        scale = 0.95 * math.sqrt(budget / len(jpeg))
+        image = resize(image, (max(1, round(height * scale)), max(1, round(width * scale))))
 
 
 def _eval_results(view: StageView) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from saliency.errors import UserError
+from saliency.images import signed_to_uint8, uint8_to_signed
 
 
 def _photo(size: int) -> A.Compose:
@@ -51,7 +52,7 @@ class Augmenter:
         if self.transform is None:
             return images, masks
         seeds = torch.randint(2 ** 31 - 1, (len(images),), generator=rng).tolist()
-        pixels = images.detach().cpu().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        pixels = signed_to_uint8(images.detach().cpu()).permute(0, 2, 3, 1)
         arrays, labels = pixels.numpy(), masks.detach().cpu().numpy().astype(np.uint8)
         out_images, out_masks = [], []
         for image, mask, seed in zip(arrays, labels, seeds):
@@ -59,5 +60,5 @@ class Augmenter:
             result = self.transform(image=image, mask=mask)
             out_images.append(torch.from_numpy(np.ascontiguousarray(result["image"])))
             out_masks.append(torch.from_numpy(np.ascontiguousarray(result["mask"])))
-        augmented = torch.stack(out_images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+        augmented = uint8_to_signed(torch.stack(out_images).permute(0, 3, 1, 2))
         return augmented.to(images.device), torch.stack(out_masks).long().to(masks.device)

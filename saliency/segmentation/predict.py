@@ -17,16 +17,16 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from saliency.datasets.io import list_images, read_image
+from saliency.datasets.io import list_images
 from saliency.distributed import autocast
 from saliency.errors import UserError
+from saliency.images import encode_png, read_image, resize, uint8_to_signed, unit_to_uint8
 from saliency.runs import atomic_write_bytes
 from saliency.segmentation.model import load_unet
 
@@ -81,10 +81,8 @@ def to_input(image: np.ndarray, shorter_side: int = SHORTER_SIDE) -> torch.Tenso
     the longer side ``shorter_side · long // short`` (the authors' rounding down)."""
     height, width = image.shape[:2]
     short = min(height, width)
-    size = (max(1, shorter_side * width // short), max(1, shorter_side * height // short))
-    interpolation = cv2.INTER_AREA if shorter_side < short else cv2.INTER_LINEAR
-    resized = cv2.resize(image, size, interpolation=interpolation)
-    return torch.from_numpy(resized).permute(2, 0, 1).float().div(127.5).sub(1).unsqueeze(0)
+    resized = resize(image, (max(1, shorter_side * height // short), max(1, shorter_side * width // short)))
+    return uint8_to_signed(torch.from_numpy(resized).permute(2, 0, 1)).unsqueeze(0)
 
 
 @torch.no_grad()
@@ -107,14 +105,12 @@ def predict_image(model: nn.Module, image: np.ndarray, device: str | torch.devic
     if inference.flip:
         probabilities = (probabilities[:1] + probabilities[1:].flip(-1)) / 2
     probability = probabilities[0].cpu().numpy()
-    return cv2.resize(probability, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return resize(probability, image.shape[:2], "linear")
 
 
 def to_png(probability: np.ndarray) -> bytes:
-    ok, encoded = cv2.imencode(".png", np.clip(np.round(probability * 255), 0, 255).astype(np.uint8))
-    if not ok:
-        raise RuntimeError("OpenCV could not encode the prediction as PNG")
-    return encoded.tobytes()
+    """The 8-bit PNG of a saliency map in [0, 1] (what is saved and scored)."""
+    return encode_png(unit_to_uint8(torch.from_numpy(probability)).numpy())
 
 
 class Predictor:

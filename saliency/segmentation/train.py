@@ -111,7 +111,7 @@ def step_batches(pairs: Dataset, settings: UnetSettings, start: int, device: tor
     online = isinstance(pairs, IterableDataset)
     workers = loader_workers(settings.workers, online, device)
     loading: dict[str, Any] = {"num_workers": workers, "pin_memory": device.type == "cuda",
-                               **({"prefetch_factor": 4, "persistent_workers": False} if workers else {})}
+                               **({"prefetch_factor": 4} if workers else {})}
     if online:
         if not isinstance(pairs, ResumableStream):
             raise TypeError(f"an online dataset must resume by skipping(batches, batch_size); {type(pairs).__name__} "

@@ -22,6 +22,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from saliency import distributed
 from saliency.errors import UserError
 from saliency.generators.base import Generator
+from saliency.images import signed_to_uint8, uint8_to_signed
 from saliency.masks import MaskRule, area_fraction, synthesize_batch
 from saliency.seeding import Stream, seeded_rng
 
@@ -63,16 +64,6 @@ def shard_rng(seed: int, shard: int) -> torch.Generator:
     return seeded_rng(seed, Stream.SYNTH_SHARD, shard)
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """``(N, 3, R, R)`` images in [-1, 1] to ``(N, R, R, 3)`` uint8 on the CPU (what a PNG holds)."""
-    return images.float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
-
-
-def from_uint8(image: torch.Tensor) -> torch.Tensor:
-    """``(R, R, 3)`` uint8 back to a ``(3, R, R)`` float image in [-1, 1] (the U-Net's input)."""
-    return image.permute(2, 0, 1).float().div(127.5).sub(1.0)
-
-
 def shard_draws(sampler: PairSampler, shard: int) -> Iterator[Draw]:
     """Every sample of shard ``shard``, in order, endlessly; the caller takes the kept ones it needs."""
     generator = sampler.generator
@@ -85,7 +76,9 @@ def shard_draws(sampler: PairSampler, shard: int) -> Iterator[Draw]:
         with distributed.autocast(generator.device, sampler.precision):
             batch = synthesize_batch(generator, z, labels, sampler.direction, sampler.shift, sampler.rule)
         kept, areas = batch.keep.tolist(), area_fraction(batch.masks).tolist()
-        images, masks, label_ids = to_uint8(batch.images), batch.masks.cpu(), labels.tolist()
+        # (N, R, R, 3) uint8 on the CPU: what a PNG holds
+        images = signed_to_uint8(batch.images).permute(0, 2, 3, 1).cpu()
+        masks, label_ids = batch.masks.cpu(), labels.tolist()
         for i in range(sampler.batch_size):
             yield Draw(index, images[i], masks[i], label_ids[i], areas[i], kept[i])
             index += 1
@@ -105,7 +98,7 @@ def shard_counts(n: int, shard_size: int) -> list[int]:
 
 def as_pair(draw: Draw) -> tuple[torch.Tensor, torch.Tensor]:
     """The training pair of a draw: image ``(3, R, R)`` float in [-1, 1], mask ``(R, R)`` int64 in {0, 1}."""
-    return from_uint8(draw.image), draw.mask.long()
+    return uint8_to_signed(draw.image.permute(2, 0, 1)), draw.mask.long()
 
 
 class OnlinePairs(IterableDataset):

@@ -17,7 +17,6 @@ for k, so it has the same bytes whichever process writes it, and when.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -28,13 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.utils import make_grid
 
-from saliency.datasets.io import read_image, read_mask
-from saliency.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json_file
-from saliency.synthesis.online import PairSampler, from_uint8, shard_counts, shard_draws
+from saliency.images import encode_png, read_image, read_mask, uint8_to_signed, write_grid
+from saliency.runs import atomic_write_json, atomic_write_text, read_json_file
+from saliency.synthesis.online import PairSampler, shard_counts, shard_draws
 
 log = logging.getLogger("saliency")
 
@@ -55,13 +53,6 @@ def shard_name(shard: int) -> str:
 def sample_stem(shard: int, position: int, shard_size: int) -> str:
     """Stems number the pairs of the whole dataset: shard k holds ``k·shard_size`` onwards."""
     return f"{shard * shard_size + position:07d}"
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    """A PNG of a uint8 array (H×W×3 or H×W); no metadata, so equal arrays give equal bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def area_bin(area: float) -> int:
@@ -93,8 +84,8 @@ def write_shard(sampler: PairSampler, root: Path, shard: int, count: int, shard_
         if not draw.kept:
             continue
         stem = sample_stem(shard, len(records), shard_size)
-        (tmp / "images" / f"{stem}.png").write_bytes(png_bytes(draw.image.numpy()))
-        (tmp / "masks" / f"{stem}.png").write_bytes(png_bytes(draw.mask.numpy().astype(np.uint8) * 255))
+        (tmp / "images" / f"{stem}.png").write_bytes(encode_png(draw.image.numpy()))
+        (tmp / "masks" / f"{stem}.png").write_bytes(encode_png(draw.mask.numpy().astype(np.uint8) * 255))
         records.append({"stem": stem, "shard": shard, "draw": draw.index, "seed": sampler.seed,
                         "class": draw.label, "area": draw.area})
         if progress is not None:
@@ -183,9 +174,7 @@ def write_sheet(path: Path, dataset: ShardDataset, pairs: int, columns: int = 8)
         row = items[start:start + columns]
         row += [(torch.zeros_like(items[0][0]) - 1, torch.zeros_like(items[0][1]))] * (columns - len(row))
         tiles += [image.add(1).div(2) for image, _ in row] + [mask.float().expand(3, -1, -1) for _, mask in row]
-    grid = make_grid(torch.stack(tiles), nrow=columns, padding=2, pad_value=0.5)
-    array = grid.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    return atomic_write_bytes(Path(path), png_bytes(array))
+    return write_grid(path, make_grid(torch.stack(tiles), nrow=columns, padding=2, pad_value=0.5))
 
 
 class ShardDataset(Dataset):
@@ -205,6 +194,6 @@ class ShardDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, mask_path = self.pairs[index]
-        image = from_uint8(torch.tensor(read_image(image_path)))
+        image = uint8_to_signed(torch.from_numpy(read_image(image_path)).permute(2, 0, 1))
         mask = torch.tensor(read_mask(mask_path)).long()
         return image, mask

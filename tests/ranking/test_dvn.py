@@ -13,13 +13,13 @@ from saliency.ranking.dvn import (
     DVNSettings,
     GroupedLeNet,
     _batches,
+    dvn_pixels,
     dvn_scores,
     dvn_top,
     fit,
     fresh_model,
     generated_pairs,
     predict,
-    to_uint8,
 )
 from saliency.ranking.real import generated_images
 from saliency.seeding import Stream, seeded_rng
@@ -55,10 +55,10 @@ def test_thirty_two_pixels_reach_one_by_one_before_the_classifier() -> None:
     assert features.shape == (2, 120, 1, 1)
 
 
-def test_to_uint8_resizes_and_quantises() -> None:
+def test_dvn_pixels_resize_and_quantise() -> None:
     images = torch.full((2, 3, 64, 64), -1.0)
     images[1] = 1.0
-    small = to_uint8(images, 32)
+    small = dvn_pixels(images, 32)
     assert small.dtype == torch.uint8 and small.shape == (2, 3, 32, 32)
     assert small[0].max() == 0 and small[1].min() == 255
 
@@ -97,7 +97,7 @@ def test_generated_pairs_are_plus_then_minus(world: ToyWorld) -> None:
     assert pairs.shape == (1, 8, 3, 32, 32)
     plus, minus = pairs[0, :4].float(), pairs[0, 4:].float()
     assert plus.mean() > minus.mean() + 40  # +6 along bg_white whitens the background
-    expected = to_uint8(world(z + 6 * background[:, 0], classes), 32)
+    expected = dvn_pixels(world(z + 6 * background[:, 0], classes), 32)
     assert (pairs[0, :4].int() - expected.int()).abs().max() <= 1
 
 

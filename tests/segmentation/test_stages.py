@@ -10,8 +10,8 @@ import pytest
 
 from saliency.config import load_config
 from saliency.datasets import resolve
-from saliency.datasets.io import read_gray
 from saliency.evaluation.stage import read_results, run_eval_checkpoint
+from saliency.images import read_gray
 from saliency.runs import read_manifest
 from saliency.segmentation.model import MODEL_FILE
 from saliency.segmentation.train import run_train_unet

@@ -146,7 +146,7 @@ def test_classes_missing_for_the_dataset_names_the_command(run_cli, toy_run: Pat
 
 def test_kill_and_resume_gives_the_same_bytes(toy_run: Path, reference: dict[str, str],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    real_png = shards.png_bytes
+    real_png = shards.encode_png
     calls = {"n": 0}
 
     def dies_in_shard_2(array: np.ndarray) -> bytes:
@@ -155,13 +155,13 @@ def test_kill_and_resume_gives_the_same_bytes(toy_run: Path, reference: dict[str
             raise KeyboardInterrupt
         return real_png(array)
 
-    monkeypatch.setattr(shards, "png_bytes", dies_in_shard_2)
+    monkeypatch.setattr(shards, "encode_png", dies_in_shard_2)
     with pytest.raises(KeyboardInterrupt):
         run_synth(load_config(None, SETTINGS), toy_run, "cpu")
     root = toy_run / "synth" / "shards"
     assert sorted(p.name for p in root.iterdir()) == [".00002.tmp", "00000", "00001"]
     before = {p: p.stat().st_mtime_ns for p in root.glob("0000[01]/*/*.png")}
-    monkeypatch.setattr(shards, "png_bytes", real_png)
+    monkeypatch.setattr(shards, "encode_png", real_png)
     metrics = run_synth(load_config(None, SETTINGS), toy_run, "cpu")
     assert metrics["pairs"] == N and synth_hashes(toy_run) == reference
     assert {p: p.stat().st_mtime_ns for p in before} == before  # the finished shards were not redone
