@@ -16,6 +16,20 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_ECSSD = REPO.parent / "shared" / "data" / "ecssd"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker gets its share of the cores (torch would take them all in every
+    worker, and two torch processes on the same cores slow each other about tenfold); subprocesses
+    the tests start (torchrun, `saliency run`) inherit the share through OMP_NUM_THREADS."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers is None:
+        return
+    import torch
+
+    threads = max(1, (os.cpu_count() or 1) // int(workers))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
 def missing_shared_data(what: str) -> None:
     """A test that needs data the clone does not carry: skipped with the reason on a developer's
     machine, an error under CI (CI=true), where a skip would let the suite pass without testing."""

@@ -19,11 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 # The README's figures. The window is wider than the spread of U-Net seeds measured end to end on
 # ecssd-val (0.004 MAE, 0.003 max-Fβ, 0.007 IoU): another machine's CPU kernels change a training
 # run as a seed does.
-PUBLISHED = {"mae": 0.227, "max_fbeta": 0.556, "iou": 0.392, "accuracy": 0.797}
+PUBLISHED = {"mae": 0.229, "max_fbeta": 0.567, "iou": 0.422, "accuracy": 0.796}
 WINDOW = {"mae": 0.02, "max_fbeta": 0.04, "iou": 0.05, "accuracy": 0.02}
-# What the quickstart must beat, freshly measured. IoU beats the centred Gaussian's 0.391 by 0.0007
-# on the machine that measured it, less than another machine's kernels move it, so IoU is held
-# to the README's window only; the other margins are 0.014-0.023.
+# What the quickstart must beat, freshly measured. IoU beats the centred Gaussian's 0.391 by 0.031
+# on the machine that measured it, but two draws of the random streams moved it by 0.03, so IoU is
+# held to the README's window only; the other margins are 0.020-0.025.
 BEATEN = {"zeros": ("mae", "accuracy"), "center": ("max_fbeta", "accuracy")}
 LOWER_IS_BETTER = {"mae"}
 

@@ -146,6 +146,10 @@ def _overview(run_dir: Path, name: str, config: dict[str, Any], stages: dict[str
         parts.append(_note("no evaluation yet: the published numbers alone"))
     elif results.get("dataset") == "ecssd":
         parts.append(_floor_check(results))
+    elif results.get("stands_in_for"):
+        parts.append(_note(f"{results['stands_in_for']} was not on this machine: scored on held-out generator samples "
+                           f"instead, which no published number is comparable with (`saliency data "
+                           f"{str(results['stands_in_for']).split('/')[0]} --from DIR`, then rerun)"))
     parts.append(_comparison((results or {}).get("metrics") or {}, (results or {}).get("dataset") or "ecssd"))
     parts.append(_facts({"package versions": ", ".join(f"{k} {v}" for k, v in versions.items()) or "—"}))
     if config:
@@ -251,7 +255,7 @@ def _eval(view: StageView) -> str:
     results = read_results(view.dir)
     metrics = results.get("metrics") or {}
     summary = {"dataset": results.get("dataset"), "split": results.get("split"), "images": results.get("images"),
-               "predictions from": results.get("source")}
+               "predictions from": results.get("source"), "in place of": results.get("stands_in_for") or "—"}
     rows = [[METRIC_LABELS.get(k, k), _fmt(v), _better(k)] for k, v in metrics.items()]
     return _facts(summary) + _table(["metric", "this run", "better"], rows) + _cases(view.dir, results)
 
