@@ -80,8 +80,9 @@ def ecssd_sample(ecssd_root: Path, tmp_path: Path) -> Path:
 
 def run_smoke(name: str, run_dir: Path, evaluation: Path) -> dict:
     # Data, not settings: only ECSSD's test split is linked here (the full pipelines read the train
-    # split), and 20 of its pairs are scored.
-    config = load_config(PIPELINES / f"{name}-smoke.yaml", {"classes.split": "test", "eval.dataset": str(evaluation)})
+    # split); 20 of its pairs choose the classes and are scored.
+    config = load_config(PIPELINES / f"{name}-smoke.yaml", {"classes.dataset": str(evaluation), "classes.split": "all",
+                                                           "eval.dataset": str(evaluation)})
     results = run_pipeline(config, run_dir, select_stages())
     assert list(results) == list(STAGES)
     for stage in STAGES:

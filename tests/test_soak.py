@@ -1,4 +1,4 @@
-"""kill -9 soak: every long stage, killed at three seeded random points and resumed, ends with the
+"""kill -9 soak: every long stage, killed at two seeded random points and resumed, ends with the
 same artifacts, byte for byte, as a run that was never interrupted."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from saliency.runs import LOCK, LOG, MANIFEST, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 LONG_STAGES = ("discover", "rank", "synth", "unet", "eval")
-KILLS_PER_STAGE = 3
+KILLS_PER_STAGE = 2
 # The quickstart's stages on a small toyworld, with checkpoints often enough for kills to land between them.
 SETTINGS = {"generator.name": "toyworld", "generator.options": json.dumps({"dim_z": 16, "resolution": 32}),
             "discover.steps": 100, "discover.checkpoint_every": 10, "discover.rca_samples": 64,
