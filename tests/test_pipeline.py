@@ -80,8 +80,8 @@ def test_killed_during_unet_training_resumes(no_data: Path, tmp_path: Path) -> N
     command = [sys.executable, "-m", "saliency", "run", str(REPO / "pipelines" / "quickstart.yaml"),
                "--run", str(run_dir),
                *[f"--set={key}={value}" for key, value in {**REDUCED_QUICKSTART, "discover.optimize_steps": 20,
-                                                              "rank.dvn_samples": 64, "rank.dvn_steps": 5,
-                                                              "unet.steps": 40, "unet.eval_images": 0}.items()]]
+                                                              "rank.dvn_samples": 64, "rank.dvn_steps": 5, "unet.steps": 40,
+                                                              "unet.batch_size": 8, "unet.eval_images": 0}.items()]]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = run_dir / "unet" / "checkpoints" / "last.pt"

@@ -51,7 +51,7 @@ def fresh_model(spec: UnetSpec = SMP_RESNET18) -> torch.nn.Module:
 
 @pytest.mark.parametrize("spec", [UnetSpec("classic"), UnetSpec("smp", "resnet18")], ids=["classic", "smp"])
 def test_learns_squares(spec: UnetSpec) -> None:
-    history, _ = train_unet(fresh_model(spec), Squares(), settings(40, checkpoint_every=100), torch.device("cpu"))
+    history, _ = train_unet(fresh_model(spec), Squares(size=32), settings(40, checkpoint_every=100), torch.device("cpu"))
     losses = [row[0] for row in history.rows]
     assert len(losses) == 40
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
