@@ -150,8 +150,7 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
         settings = {key: "checkpoint's own" if value is None else value for key, value in chosen.items()}
     elif predictions is not None:
         source, inputs = FolderSource(predictions), {"predictions": predictions}
-    else:
-        assert baseline is not None  # exactly one of the three is given (checked above)
+    elif baseline is not None:  # exactly one of the three is given (checked above)
         source, inputs = BASELINES[baseline](), {}
     # Predictions beside an --output file are this call's own: bad input leaves none of them behind
     # (in a run folder, the eval stage's bookkeeping does the same).
