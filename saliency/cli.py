@@ -100,7 +100,8 @@ def data_command(name: str, source: Path | None) -> None:
 
 @cli.command("eval")
 @click.option("--metric", "metrics", multiple=True, help="Metric to report (repeatable; default: all).")
-@click.option("--dataset", default=None, help="Registered dataset name or a folder with images/ and masks/.")
+@click.option("--dataset", default=None, help="Registered dataset name or a folder with images/ and masks/; "
+              "several, comma-separated (ecssd,duts-te,dut-omron), are scored into one table.")
 @click.option("--split", default=None, help="Split of a registered dataset (test, train, all).")
 @click.option("--predictions", type=click.Path(path_type=Path), default=None,
               help="Folder of predictions named like the images (8- or 16-bit PNGs, float TIFFs in [0, 1]).")
@@ -116,23 +117,26 @@ def data_command(name: str, source: Path | None) -> None:
               "before the activation (default: as --activation).")
 @click.option("--flip/--no-flip", default=None, help="With --checkpoint: average with the mirrored image's "
               "prediction (default: as --activation).")
+@click.option("--refine", type=click.Choice(["none", "bilateral-solver"]), default=None,
+              help="Also score the maps refined with their image as guide (default: the config's predict.refine; "
+                   "its parameters are the config's predict.refine_* settings).")
 @click.option("--device", default=None, help="cpu, cuda or auto (with --checkpoint).")
 @stage_options
 def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | None, predictions: Path | None,
                  baseline: str | None, checkpoint: Path | None, output: Path | None, activation: str | None,
-                 offset: float | None, flip: bool | None, device: str | None, run_dir: Path | None,
-                 config_path: Path | None,
-                 force: bool) -> None:
+                 offset: float | None, flip: bool | None, refine: str | None, device: str | None,
+                 run_dir: Path | None, config_path: Path | None, force: bool) -> None:
     """Score saliency predictions on a dataset (MAE, F-beta, S-, E-measure, IoU, accuracy)."""
     from saliency.distributed import resolve_device
     from saliency.evaluation import FolderSource, run_eval
     from saliency.evaluation.sources import PredictionSource
+    from saliency.segmentation.refine import Refinement
 
     if sum(x is not None for x in (predictions, baseline, checkpoint)) != 1:
         raise UserError("eval: give exactly one of --predictions DIR, --checkpoint FILE or --baseline zeros|center")
     overrides = {"eval.dataset": dataset, "eval.split": split, "eval.metrics": list(metrics) or None,
                  "run.device": device, "predict.activation": activation, "predict.offset": offset,
-                 "predict.flip": flip}
+                 "predict.flip": flip, "predict.refine": refine}
     config, run_dir = resolve(config_path, run_dir, overrides)
     settings: dict[str, Any] = {}
     source: PredictionSource
@@ -159,11 +163,17 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
     try:
         summary = run_eval(config.eval.dataset, config.eval.split, source, config.eval.metrics,
                            run_dir=run_dir, output=output, force=force, inputs=inputs, settings=settings,
-                           precision=config.run.precision)
+                           precision=config.run.precision, refinement=Refinement.of_config(config.predict))
     except UserError:
         if made_here and beside_output is not None:
             shutil.rmtree(beside_output, ignore_errors=True)
         raise
+    if output is None and "," in config.eval.dataset:
+        from saliency.evaluation.stage import TABLE_FILE
+
+        click.echo((run_dir / "eval" / TABLE_FILE).read_text(), nl=False)
+        click.echo(f"table: {run_dir / 'eval' / TABLE_FILE}")
+        return
     click.echo(f"{source.name} on {config.eval.dataset}/{config.eval.split}")
     print_metrics(summary)
 
@@ -201,8 +211,9 @@ def train_unet_command(steps: int | None, batch_size: int | None, source: str | 
 def run_command(pipeline: Path, settings: tuple[str, ...], run_dir: Path | None, first: str | None,
                 last: str | None, force: bool) -> None:
     """Run every stage of a pipeline YAML into one run folder (complete stages are skipped)."""
-    from saliency.config import parse_set_options
+    from saliency.config import dataset_names, parse_set_options
     from saliency.datasets.heldout import evaluation_target
+    from saliency.evaluation.stage import TABLE_FILE
     from saliency.pipeline import run_pipeline, select_stages
 
     config, run_dir = resolve(pipeline, run_dir, parse_set_options(settings))
@@ -211,6 +222,8 @@ def run_command(pipeline: Path, settings: tuple[str, ...], run_dir: Path | None,
         click.echo(f"[{name}]")
         print_metrics(metrics)
     click.echo(f"run folder: {run_dir}")
+    if "eval" in results and len(dataset_names(config.eval.dataset)) > 1:
+        click.echo(f"table of every dataset: {run_dir / 'eval' / TABLE_FILE}")
     if "eval" in results and (advice := evaluation_target(config, run_dir).advice()):
         click.echo(advice)
 
@@ -235,16 +248,19 @@ def report_command(run_dir: Path) -> None:
               "(default: the checkpoint's own).")
 @click.option("--flip/--no-flip", default=None, help="Average with the mirrored image's prediction "
               "(default: the checkpoint's own).")
+@click.option("--refine", type=click.Choice(["none", "bilateral-solver"]), default="none", show_default=True,
+              help="Refine each map with its image as guide (the bilateral solver, default parameters).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 def predict_command(checkpoint: Path, images: Path, out: Path, activation: str | None, offset: float | None,
-                    flip: bool | None, precision: str, device: str) -> None:
+                    flip: bool | None, refine: str, precision: str, device: str) -> None:
     """Predict a saliency PNG per image (shorter side to the training size, foreground probability, original size)."""
     from saliency.distributed import resolve_device
     from saliency.segmentation.predict import predict_folder
+    from saliency.segmentation.refine import Refinement
 
-    written = predict_folder(checkpoint, images, out, resolve_device(device), activation=activation, offset=offset,
-                             flip=flip, precision=precision)
+    written = predict_folder(checkpoint, images, out, resolve_device(device), Refinement.named(refine),
+                             activation=activation, offset=offset, flip=flip, precision=precision)
     click.echo(f"wrote {written} predictions to {out}")
 
 

@@ -183,19 +183,48 @@ class PredictConfig:
                               "photographs for a U-Net trained on synthetic pairs (0 in the papers)")
     flip: bool = _opt(False, help="average each prediction with that of the mirrored image "
                                   "(test-time augmentation; off in the papers)")
+    refine: Literal["none", "bilateral-solver"] = _opt(
+        "none", help="post-process each map with its image as guide: bilateral-solver = Barron & Poole's fast "
+                     "bilateral solver (TokenCut, SelfMask, FOUND); none = the papers' raw map")
+    # The solver's defaults: TokenCut's, with certainty confidence, chosen on ecssd-val (docs/method.md §5).
+    refine_sigma_spatial: float = _opt(16.0, min=1.0, max=256.0, help="bilateral solver: grid cell size in pixels")
+    refine_sigma_luma: float = _opt(16.0, min=1.0, max=256.0, help="bilateral solver: grid cell size in luma (0-255)")
+    refine_sigma_chroma: float = _opt(8.0, min=1.0, max=256.0,
+                                      help="bilateral solver: grid cell size in chroma (0-255)")
+    refine_smoothness: float = _opt(128.0, min=0.0, max=1e6, help="bilateral solver: lambda, the weight of "
+                                                                   "smoothness against fidelity to the map")
+    refine_iterations: int = _opt(25, min=1, max=1000, help="bilateral solver: conjugate-gradient iterations")
+    refine_confidence: Literal["uniform", "certainty"] = _opt(
+        "certainty", help="bilateral solver: how much each pixel's value is trusted: uniform (TokenCut) or "
+                        "certainty = |2p - 1| (uncertain pixels follow their region)")
 
 
 METRIC_NAMES = ("mae", "max_fbeta", "mean_fbeta", "s_measure", "e_measure", "iou", "accuracy")
 
 
+def dataset_names(datasets: str | list[str]) -> list[str]:
+    """``"ecssd,duts-te"`` (or a list) as names, in order, without repeats."""
+    names = datasets.split(",") if isinstance(datasets, str) else datasets
+    cleaned = list(dict.fromkeys(name.strip() for name in names if name.strip()))
+    if not cleaned:
+        raise UserError("eval.dataset is empty; name a registered dataset (ecssd, duts-te...) or a folder")
+    return cleaned
+
+
 @dataclass
 class EvalConfig:
-    dataset: str = _opt("ecssd")
+    dataset: str = _opt("ecssd", help="registered dataset(s) or folder(s); several, comma-separated, are scored "
+                                      "into one table (the first is the run's own: the U-Net's monitor, the fallback)")
     split: str = _opt("test")
     metrics: list[Literal[METRIC_NAMES]] = _opt(list(METRIC_NAMES))  # type: ignore[valid-type]
     fallback: Literal["generated"] | None = _opt(
         None, help="when the dataset is missing and cannot be fetched: generated = score on held-out samples of the "
                    "run's generator with its true masks (toy worlds); null = stop with an error")
+
+    @property
+    def primary(self) -> str:
+        """The run's own dataset: the first of ``dataset``."""
+        return dataset_names(self.dataset)[0]
 
 
 @dataclass

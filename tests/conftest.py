@@ -30,6 +30,45 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(threads)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, start the long acceptance runs (``slow``) first, balanced over the workers.
+
+    ``--dist worksteal`` hands each worker a contiguous share of the collection (the first worker
+    ``n // k`` tests, and so on) and lets an idle worker steal from the end of a busy one's queue,
+    never the test running nor the next. So each share opens with its part of the slow tests, and
+    ends with fast tests for the others to steal. A module holding slow tests stays whole in one
+    share (its tests may share a fixture); modules go largest first, by the minutes their
+    ``slow(minutes=...)`` markers state, to the share with the fewest minutes so far. Only the order
+    changes; the set of tests and each test's outcome do not.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers < 2:
+        return
+    by_module: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        by_module.setdefault(item.nodeid.split("::")[0], []).append(item)
+    minutes = {module: sum(float(marker.kwargs.get("minutes", 1.0)) for item in group
+                           for marker in item.iter_markers("slow")) for module, group in by_module.items()}
+    shares: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    loads = [0.0] * workers
+    for module in sorted((m for m in by_module if minutes[m] > 0), key=lambda m: -minutes[m]):
+        least = loads.index(min(loads))
+        group = by_module[module]
+        shares[least] += sorted(group, key=lambda item: item.get_closest_marker("slow") is None)  # slow first
+        loads[least] += minutes[module]
+    fast = [item for module, group in by_module.items() if minutes[module] == 0 for item in group]
+    sizes, remaining = [], len(items)
+    for index in range(workers):  # the scheduler's own split: what is left, shared among the workers left
+        sizes.append(remaining // (workers - index))
+        remaining -= sizes[-1]
+    ordered = []
+    for share, size in zip(shares, sizes):
+        take = max(0, size - len(share))
+        ordered += share + fast[:take]
+        fast = fast[take:]
+    items[:] = ordered + fast
+
+
 def missing_shared_data(what: str) -> None:
     """A test that needs data the clone does not carry: skipped with the reason on a developer's
     machine, an error under CI (CI=true), where a skip would let the suite pass without testing."""

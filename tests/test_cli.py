@@ -131,3 +131,29 @@ def test_data_command_links_ecssd(run_cli, ecssd_root: Path, tmp_path: Path, mon
     assert "500 pairs verified" in result.out and "holds: test" in result.out
     missing = run_cli("data", "ecssd", "--from", tmp_path / "absent")
     assert missing.code == 2 and "absent" in missing.err
+
+
+def test_eval_scores_several_datasets_into_one_table(run_cli, tiny_dataset: Path, tmp_path: Path) -> None:
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_dataset, other)
+    both = f"{tiny_dataset},{other}"
+    result = run_cli("eval", "--baseline", "center", "--dataset", both, "--run", tmp_path / "run",
+                     "--refine", "bilateral-solver")
+    assert result.code == 0, result.err
+    assert result.out.count("ours + refinement") == 2 and "table: " in result.out
+    assert (tmp_path / "run" / "eval" / "other" / "metrics.json").is_file()
+    refused = run_cli("eval", "--baseline", "center", "--dataset", both, "--output", tmp_path / "m.json")
+    assert refused.code == 2 and "--output takes one dataset" in refused.err
+
+
+def test_the_table_puts_published_figures_beside_ours() -> None:
+    from saliency.evaluation.stage import format_table
+
+    rows = [{"dataset": "duts-te", "split": "test", "images": 5019, "metrics": {"max_fbeta": 0.5, "iou": 0.4,
+                                                                               "accuracy": 0.8, "mae": 0.2}}]
+    lines = format_table(rows).splitlines()
+    assert lines[0] == "| dataset | images | method | max-Fβ | IoU | accuracy | MAE |"
+    assert lines[2] == "| duts-te/test | 5019 | ours | 0.500 | 0.400 | 0.800 | 0.200 |"
+    assert lines[3] == "| duts-te | — | Voynov et al. 2021, BigBiGAN (published) | 0.608 | 0.498 | 0.878 | — |"

@@ -77,10 +77,10 @@ def test_reference_mismatch_is_only_a_warning(tmp_path: Path, caplog: pytest.Log
 
 def test_download_without_network_explains_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from saliency.datasets import prepare as prepare_module
-    from saliency.datasets.registry import DatasetSpec
+    from saliency.datasets.registry import Archive, DatasetSpec
 
     monkeypatch.setenv("SALIENCY_DATA", str(tmp_path))
-    spec = DatasetSpec("closed", splits={}, archives={"images": "http://127.0.0.1:9/images.zip"}, homepage="H")
+    spec = DatasetSpec("closed", splits={}, archives=(Archive("http://127.0.0.1:9/images.zip", ("images",)),), homepage="H")
     with pytest.raises(UserError, match="no network.*--from DIR"):
         prepare_module.download(spec)
 

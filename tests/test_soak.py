@@ -24,9 +24,9 @@ LONG_STAGES = ("discover", "rank", "synth", "unet", "eval")
 KILLS_PER_STAGE = 2
 # The quickstart's stages on a small toyworld, with checkpoints often enough for kills to land between them.
 SETTINGS = {"generator.name": "toyworld", "generator.options": json.dumps({"dim_z": 16, "resolution": 32}),
-            "discover.steps": 100, "discover.checkpoint_every": 10, "discover.rca_samples": 64,
-            "rank.dvn_samples": 96, "rank.dvn_steps": 30, "synth.n": 128, "synth.shard_size": 32,
-            "unet.source": "shards", "unet.steps": 40, "unet.batch_size": 8, "unet.checkpoint_every": 5,
+            "discover.steps": 60, "discover.checkpoint_every": 10, "discover.rca_samples": 64,
+            "rank.dvn_samples": 64, "rank.dvn_steps": 20, "synth.n": 96, "synth.shard_size": 32,
+            "unet.source": "shards", "unet.steps": 24, "unet.batch_size": 8, "unet.checkpoint_every": 4,
             "unet.eval_images": 0, "eval.split": "all"}
 NOT_ARTIFACTS = {MANIFEST, LOG}  # times and log lines differ between any two runs
 TEXT_SUFFIXES = (".json", ".jsonl", ".csv", ".yaml", ".txt")
@@ -87,7 +87,7 @@ def _kill_during(command: list[str], stage_dir: Path, delay: float, env: dict[st
     process.wait()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=3)
 def test_kill_9_at_random_points_then_resume_gives_the_same_artifacts(ecssd_root: Path, tmp_path: Path) -> None:
     dataset = tmp_path / "ecssd-24"  # eval's images: a slice of the real data
     for source, folder in (("images", "images"), ("ground_truth_mask", "masks")):

@@ -46,14 +46,14 @@ class PairFolder:
 
 
 def open_pair_folder(root: Path, stems: list[str] | None = None, name: str = "folder",
-                     masks_dir: Path | None = None) -> PairFolder:
-    """Open ``root`` holding ``images/`` and ``masks/`` (or ``ground_truth_mask/``).
+                     masks_dir: Path | None = None, images_dir: Path | None = None) -> PairFolder:
+    """Open ``root`` holding ``images/`` and ``masks/`` (or ``ground_truth_mask/``), or the given folders.
 
     Every image needs a mask and every mask an image: a lone file is an error naming it. With
     ``stems`` only those pairs are used (a split).
     """
     root = Path(root)
-    images_dir = root / "images"
+    images_dir = root / "images" if images_dir is None else Path(images_dir)
     if not images_dir.is_dir():
         raise UserError(f"dataset folder {root}: no images/ folder; expected images/ and masks/ (or ground_truth_mask/)")
     if masks_dir is None:

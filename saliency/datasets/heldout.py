@@ -65,18 +65,19 @@ class EvaluationTarget:
 def evaluation_target(cfg: Config, run_dir: Path) -> EvaluationTarget:
     """The dataset ``cfg.eval`` names, fetched when missing; else the generator's held-out samples when
     ``eval.fallback`` is ``generated``; else the missing dataset's one-line error."""
+    name = cfg.eval.primary
     try:
-        resolve(cfg.eval.dataset, cfg.eval.split)
-        return EvaluationTarget(cfg.eval.dataset, cfg.eval.split)
+        resolve(name, cfg.eval.split)
+        return EvaluationTarget(name, cfg.eval.split)
     except DatasetMissing as missing:
-        fetched = _fetch(cfg.eval.dataset)
+        fetched = _fetch(name)
         if fetched is None:
-            return EvaluationTarget(cfg.eval.dataset, cfg.eval.split)
+            return EvaluationTarget(name, cfg.eval.split)
         if cfg.eval.fallback != "generated":
             raise UserError(f"{missing} ({fetched})") from None
         log.warning("eval: %s; %s", missing, fetched)
         folder = write_heldout(cfg, Path(run_dir) / HELDOUT_FOLDER)
-        return EvaluationTarget(str(folder), None, stands_in_for=f"{cfg.eval.dataset}/{cfg.eval.split}")
+        return EvaluationTarget(str(folder), None, stands_in_for=f"{name}/{cfg.eval.split}")
 
 
 @functools.cache
@@ -102,8 +103,8 @@ def write_heldout(cfg: Config, root: Path) -> Path:
     generator = generators.load(cfg.generator.name, weights=cfg.generator.weights, **cfg.generator.options)
     if not isinstance(generator, KnowsObjects):
         raise UserError(f"eval.fallback: generated needs a generator that knows its object masks (toyscene, "
-                        f"toyworld); {cfg.generator.name} does not: link {cfg.eval.dataset} with "
-                        f"`saliency data {cfg.eval.dataset} --from DIR`")
+                        f"toyworld); {cfg.generator.name} does not: link {cfg.eval.primary} with "
+                        f"`saliency data {cfg.eval.primary} --from DIR`")
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".heldout-", dir=root))
     try:

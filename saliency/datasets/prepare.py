@@ -1,8 +1,10 @@
 """``saliency data NAME``: verify a local copy (or download the official archives) and link it.
 
-Verification decodes every file, checks that pairs are complete, and compares SHA-256 sums with
-the copy's own ``SHA256SUMS`` (a mismatch is an error: the copy is damaged) and with the list the
-package ships (made from a public mirror: a mismatch is a warning naming the files).
+Verification decodes every file, checks that pairs are complete, compares the number of pairs with
+the release's (another count is a warning: a partial or re-issued copy), and compares SHA-256 sums
+with the copy's own ``SHA256SUMS`` (a mismatch is an error: the copy is damaged) and with the list
+the package ships where one exists (made from a public mirror: a mismatch is a warning naming the
+files). No publisher of these benchmarks gives checksums of its archives (docs/datasets.md).
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from saliency.datasets.folder import open_pair_folder
-from saliency.datasets.registry import DatasetSpec, data_root, get_spec, held_splits
+from saliency.datasets.registry import Archive, DatasetSpec, data_root, get_spec, held_splits
 from saliency.downloads import WeightFile, fetch_or_explain
 from saliency.errors import UserError
 from saliency.images import read_gray, read_image
@@ -56,8 +57,11 @@ def verify(spec: DatasetSpec, root: Path) -> Verification:
     """Check a copy of ``spec`` in ``root``; raise :class:`UserError` on damage, warn on reference mismatches."""
     root = Path(root)
     if not root.is_dir():
-        raise UserError(f"dataset folder {root} not found; give the folder holding images/ and ground_truth_mask/")
-    folder = open_pair_folder(root, name=spec.name)
+        raise UserError(f"dataset folder {root} not found; give the folder the {spec.name} release unpacks to")
+    folder = spec.open(root)
+    if spec.pairs is not None and len(folder) != spec.pairs:
+        log.warning("%s: %s holds %d image/mask pairs, the release has %d (a partial or re-issued copy; "
+                    "its scores are not comparable with published ones)", spec.name, root, len(folder), spec.pairs)
     for stem in tqdm(folder.stems, desc=f"decoding {spec.name}", unit="pair", leave=False):
         read_image(folder.image_path(stem))
         read_gray(folder.mask_path(stem))
@@ -99,24 +103,53 @@ def link(spec: DatasetSpec, source: Path) -> Path:
 def download(spec: DatasetSpec) -> Path:
     """Fetch and unpack the official archives into ``data/NAME.download`` and return that folder."""
     if not spec.archives:
-        raise UserError(f"dataset {spec.name!r} has no download; use `saliency data {spec.name} --from DIR`")
+        how = spec.manual_download or "it has no download link"
+        raise UserError(f"dataset {spec.name!r} cannot be downloaded here ({how}; {spec.homepage}): "
+                        f"run `saliency data {spec.name} --from DIR` with the unpacked folder")
     dest = data_root() / f"{spec.name}.download"
     dest.mkdir(parents=True, exist_ok=True)
-    for part, url in spec.archives.items():
-        if (dest / part).is_dir():
+    for archive in spec.archives:
+        if all((dest / folder).is_dir() for folder in archive.folders):
             continue
-        with tempfile.TemporaryDirectory(dir=dest) as tmp:
-            archive = Path(tmp) / f"{part}.zip"
-            fetch_or_explain(f"dataset {spec.name} ({part})", WeightFile(archive.name, url), archive,
-                             remedy=f"get the archives from {spec.homepage}, unpack them into one folder and run "
-                                    f"`saliency data {spec.name} --from DIR`")
-            with zipfile.ZipFile(archive) as zipped:
-                zipped.extractall(tmp)
-            unpacked = next((p for p in Path(tmp).rglob(part) if p.is_dir()), None)
-            if unpacked is None:
-                raise UserError(f"{url}: the archive holds no {part}/ folder; unpack it by hand and use --from")
-            os.replace(unpacked, dest / part)
+        _fetch_archive(spec, archive, dest)
     return dest
+
+
+def _fetch_archive(spec: DatasetSpec, archive: Archive, dest: Path) -> None:
+    """Download one archive and move the folders it holds to their release paths under ``dest``."""
+    remedy = (f"get the archives from {spec.homepage}, unpack them into one folder and run "
+              f"`saliency data {spec.name} --from DIR`")
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
+        zipped = Path(tmp) / "archive.zip"
+        fetch_or_explain(f"dataset {spec.name} ({archive.url.rsplit('/', 1)[-1]})",
+                         WeightFile(zipped.name, archive.url), zipped, remedy=remedy)
+        unpacked = Path(tmp) / "unpacked"
+        _unzip(zipped, unpacked)
+        for folder in archive.folders:
+            found = _find_folder(unpacked, folder)
+            if found is None:
+                raise UserError(f"{archive.url}: the archive holds no {folder}/ folder; unpack it by hand and "
+                                f"use `saliency data {spec.name} --from DIR`")
+            (dest / folder).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(found, dest / folder)
+
+
+def _unzip(archive: Path, into: Path) -> None:
+    """Unpack a zip, and the zips inside it (DUT-OMRON's ground truth is a zip in a zip)."""
+    with zipfile.ZipFile(archive) as zipped:
+        zipped.extractall(into)
+    for inner in sorted(into.rglob("*.zip")):
+        _unzip(inner, inner.with_suffix(""))
+        inner.unlink()
+
+
+def _find_folder(root: Path, relative: str) -> Path | None:
+    """The folder whose path ends with ``relative`` (a release may add a top folder), outside __MACOSX."""
+    parts = tuple(Path(relative).parts)
+    for path in sorted(root.rglob(parts[-1])):
+        if path.is_dir() and path.parts[-len(parts):] == parts and "__MACOSX" not in path.parts:
+            return path
+    return None
 
 
 def prepare(name: str, source: Path | None = None) -> Verification:

@@ -1,17 +1,19 @@
-"""Named datasets: where they live, their splits, how to fetch and verify them.
+"""Named datasets: where they live, their release's folder layout, their splits, how to fetch them.
 
 ``resolve(name_or_path, split)`` is what every ``--dataset`` option goes through: a registered name
-(looked up under the data root) or a folder path holding ``images/`` and ``masks/``.
+(looked up under the data root) or a folder path holding ``images/`` and ``masks/``. The benchmarks
+the field reports side by side are registered (docs/datasets.md): ``ecssd``, ``duts-te``,
+``dut-omron``, ``hku-is`` and ``pascal-s``, each linked as its release unpacks.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from saliency.datasets.folder import PairFolder, open_pair_folder
+from saliency.datasets.folder import MASK_FOLDER_NAMES, PairFolder, open_pair_folder
 from saliency.errors import UserError
 
 
@@ -20,15 +22,46 @@ class DatasetMissing(UserError):
 
 
 @dataclass(frozen=True)
+class Archive:
+    """One official archive and the folders (paths inside the release) it unpacks to."""
+
+    url: str
+    folders: tuple[str, ...]
+
+
+Split = Callable[[], list[str]] | None  # the stems of a split; None: every pair of the folder
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
-    """A published dataset: its folder name under the data root, splits as stem lists, archives."""
+    """A published dataset: its folder name under the data root, splits, and the release's layout.
+
+    ``image_folders`` and ``mask_folders`` are paths inside the linked folder, the release's own
+    first (``DUTS-TE-Image``), then the plain ``images``/``masks`` of re-packaged copies. ``pairs`` is
+    the release's size (a copy with another count is reported); ``checksums`` a SHA-256 list the
+    package ships, only where one exists (docs/datasets.md says which)."""
 
     name: str
-    splits: dict[str, Callable[[], list[str]]]
-    archives: dict[str, str] = field(default_factory=dict)
+    splits: dict[str, Split]
+    archives: tuple[Archive, ...] = ()
+    image_folders: tuple[str, ...] = ("images",)
+    mask_folders: tuple[str, ...] = MASK_FOLDER_NAMES
+    pairs: int | None = None
     checksums: str | None = None
     homepage: str = ""
     citation: str = ""
+    manual_download: str = ""  # how to get a release that has no plain download link
+
+    def open(self, root: Path) -> PairFolder:
+        """Every pair of a copy of this dataset in ``root``, in its release's layout."""
+        images = next((root / name for name in self.image_folders if (root / name).is_dir()), None)
+        masks = next((root / name for name in self.mask_folders if (root / name).is_dir()), None)
+        if images is None or masks is None:
+            raise UserError(f"dataset folder {root} does not hold a {self.name} release: expected "
+                            f"{' or '.join(f'{i}/' for i in self.image_folders)} and "
+                            f"{' or '.join(f'{m}/' for m in self.mask_folders)} in it; give that folder to "
+                            f"`saliency data {self.name} --from DIR`")
+        return open_pair_folder(root, name=self.name, images_dir=images, masks_dir=masks)
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
@@ -54,7 +87,7 @@ def data_root() -> Path:
     return Path(os.environ.get("SALIENCY_DATA", "data"))
 
 
-def numbered(first: int, last: int, width: int = 4) -> Callable[[], list[str]]:
+def numbered(first: int, last: int, width: int = 4) -> Split:
     return lambda: [f"{i:0{width}d}" for i in range(first, last + 1)]
 
 
@@ -65,13 +98,15 @@ def resolve(dataset: str, split: str | None = None) -> PairFolder:
         root = data_root() / spec.name
         if not root.exists():
             raise DatasetMissing(f"dataset {dataset!r} is not in {root}: run `saliency data {dataset} --from DIR` "
-                            f"(or without --from to download it)")
-        if split in (None, "all"):
-            return open_pair_folder(root, name=dataset)
-        if split not in spec.splits:
+                                 f"(or without --from to download it)")
+        if split not in (None, "all") and split not in spec.splits:
             raise UserError(f"dataset {dataset!r} has no split {split!r}; choose one of {', '.join(spec.splits)}, all")
-        wanted = spec.splits[split]()
-        folder = open_pair_folder(root, name=dataset)
+        folder = spec.open(root)
+        chosen = None if split in (None, "all") else spec.splits[split]
+        if chosen is None:
+            return PairFolder(folder.images_dir, folder.masks_dir, folder.stems, dataset if split in (None, "all")
+                              else f"{dataset}/{split}")
+        wanted = chosen()
         present = set(folder.stems)
         if not present.intersection(wanted):
             raise UserError(f"dataset {dataset!r} in {root} does not hold the {split} split "
@@ -92,18 +127,69 @@ def resolve(dataset: str, split: str | None = None) -> PairFolder:
 
 def held_splits(spec: DatasetSpec, stems: set[str]) -> list[str]:
     """The splits of ``spec`` that ``stems`` holds completely."""
-    return [name for name, split in spec.splits.items() if set(split()) <= stems]
+    return [name for name, split in spec.splits.items() if split is None or set(split()) <= stems]
 
 
 ECSSD = register_dataset(DatasetSpec(
     name="ecssd",
     # docs/method.md §6: the paper publishes no split; the project's is by file name.
     splits={"train": numbered(1, 500), "test": numbered(501, 1000)},
-    archives={
-        "images": "https://www.cse.cuhk.edu.hk/leojia/projects/hsaliency/data/ECSSD/images.zip",
-        "ground_truth_mask": "https://www.cse.cuhk.edu.hk/leojia/projects/hsaliency/data/ECSSD/ground_truth_mask.zip",
-    },
+    archives=(Archive("https://www.cse.cuhk.edu.hk/leojia/projects/hsaliency/data/ECSSD/images.zip", ("images",)),
+              Archive("https://www.cse.cuhk.edu.hk/leojia/projects/hsaliency/data/ECSSD/ground_truth_mask.zip",
+                      ("ground_truth_mask",))),
+    pairs=1000,
     checksums="ecssd-all.SHA256SUMS",
     homepage="https://www.cse.cuhk.edu.hk/leojia/projects/hsaliency/dataset.html",
     citation="Q. Yan, L. Xu, J. Shi, J. Jia. Hierarchical Saliency Detection. CVPR 2013.",
+))
+
+DUTS_TE = register_dataset(DatasetSpec(
+    name="duts-te",
+    splits={"test": None},  # DUTS-TE is DUTS's test split, whole
+    archives=(Archive("http://saliencydetection.net/duts/download/DUTS-TE.zip", ("DUTS-TE-Image", "DUTS-TE-Mask")),),
+    image_folders=("DUTS-TE-Image", "images"),
+    mask_folders=("DUTS-TE-Mask", *MASK_FOLDER_NAMES),
+    pairs=5019,
+    homepage="http://saliencydetection.net/duts/",
+    citation="L. Wang, H. Lu, Y. Wang, M. Feng, D. Wang, B. Yin, X. Ruan. Learning to Detect Salient Objects "
+             "with Image-level Supervision. CVPR 2017.",
+))
+
+DUT_OMRON = register_dataset(DatasetSpec(
+    name="dut-omron",
+    splits={"test": None},  # a test set, whole
+    archives=(Archive("http://saliencydetection.net/dut-omron/download/DUT-OMRON-image.zip", ("DUT-OMRON-image",)),
+              Archive("http://saliencydetection.net/dut-omron/download/DUT-OMRON-gt-pixelwise.zip.zip",
+                      ("pixelwiseGT-new-PNG",))),
+    image_folders=("DUT-OMRON-image", "images"),
+    mask_folders=("pixelwiseGT-new-PNG", *MASK_FOLDER_NAMES),
+    pairs=5168,
+    homepage="http://saliencydetection.net/dut-omron/",
+    citation="C. Yang, L. Zhang, H. Lu, X. Ruan, M.-H. Yang. Saliency Detection via Graph-Based Manifold "
+             "Ranking. CVPR 2013.",
+))
+
+HKU_IS = register_dataset(DatasetSpec(
+    name="hku-is",
+    splits={"test": None},  # all 4447 pairs, as most published result maps (docs/datasets.md)
+    image_folders=("imgs", "images"),
+    mask_folders=("gt", *MASK_FOLDER_NAMES),
+    pairs=4447,
+    homepage="https://sites.google.com/site/ligb86/hkuis",
+    citation="G. Li, Y. Yu. Visual Saliency Based on Multiscale Deep Features. CVPR 2015.",
+    manual_download="the release is one RAR archive (HKU-IS.rar) on Google Drive and Baidu only; download it from "
+                    "the homepage and unpack it",
+))
+
+PASCAL_S = register_dataset(DatasetSpec(
+    name="pascal-s",
+    splits={"test": None},
+    archives=(Archive("http://cbs.ic.gatech.edu/salobj/download/salObj.zip",
+                      ("datasets/imgs/pascal", "datasets/masks/pascal")),),
+    image_folders=("datasets/imgs/pascal", "images"),
+    mask_folders=("datasets/masks/pascal", *MASK_FOLDER_NAMES),
+    pairs=850,
+    homepage="http://cbs.ic.gatech.edu/salobj/",
+    citation="Y. Li, X. Hou, C. Koch, J. M. Rehg, A. L. Yuille. The Secrets of Salient Object Segmentation. "
+             "CVPR 2014.",
 ))

@@ -12,9 +12,8 @@ import torch
 from saliency.datasets import PairFolder
 from saliency.errors import UserError
 from saliency.evaluation.sources import PredictionSource
-from saliency.images import decode_gray
 from saliency.runs import atomic_write_bytes
-from saliency.segmentation.predict import Predictor, to_png
+from saliency.segmentation.predict import Predictor, saved_map
 
 
 class CheckpointSource(PredictionSource):
@@ -28,17 +27,21 @@ class CheckpointSource(PredictionSource):
         self.name = f"checkpoint:{self.checkpoint}"
         self._predictor: Predictor | None = None
 
+    def identity(self) -> str:
+        return "checkpoint"
+
     def check(self, dataset: PairFolder) -> None:
         self._predictor = Predictor(self.checkpoint, self.device, **self.overrides)
+
+    def save_into(self, folder: Path) -> None:
+        self.save_to = Path(folder)
 
     def predict(self, dataset: PairFolder, stem: str, shape: tuple[int, int]) -> np.ndarray:
         if self._predictor is None:
             raise RuntimeError("CheckpointSource.check() loads the model; call it before predict()")
-        png = to_png(self._predictor(dataset.image(stem)))
+        png, prediction = saved_map(self._predictor(dataset.image(stem)))
         if self.save_to is not None:
             atomic_write_bytes(Path(self.save_to) / f"{stem}.png", png)
-        # Score exactly the 8-bit map a user gets from `saliency predict`.
-        prediction = decode_gray(png, f"prediction of {stem}")
         if prediction.shape != shape:
             raise UserError(f"image {stem} and its mask differ in size ({prediction.shape} vs {shape}); fix the dataset")
         return prediction

@@ -26,8 +26,16 @@ class PredictionSource(abc.ABC):
 
     name: str
 
+    def identity(self) -> str:
+        """What makes its maps, without machine paths (a checkpoint's or a folder's content is among
+        the eval stage's inputs): part of the key that lets a resumed stage reuse a dataset's scores."""
+        return self.name
+
     def check(self, dataset: PairFolder) -> None:  # noqa: B027 - optional hook, most sources need no check
         """Fail before any work when the source cannot cover ``dataset``."""
+
+    def save_into(self, folder: Path) -> None:  # noqa: B027 - optional hook: only sources that make maps keep them
+        """Keep the maps this source makes in ``folder`` (a source that reads saved maps has none to keep)."""
 
     @abc.abstractmethod
     def predict(self, dataset: PairFolder, stem: str, shape: tuple[int, int]) -> np.ndarray:
@@ -52,6 +60,9 @@ class FolderSource(PredictionSource):
         self.folder = Path(folder)
         self.name = f"folder:{self.folder}"
         self._files: dict[str, Path] = {}
+
+    def identity(self) -> str:
+        return "folder"
 
     def check(self, dataset: PairFolder) -> None:
         if not self.folder.is_dir():

@@ -22,7 +22,16 @@ from saliency.classes import read_classes
 from saliency.config import METRIC_NAMES
 from saliency.datasets import resolve
 from saliency.errors import UserError
-from saliency.evaluation.stage import METRICS_FILE, per_image_path, read_per_image, read_results
+from saliency.evaluation.stage import (
+    METRICS_FILE,
+    PREDICTIONS_FOLDER,
+    REFINED_FOLDER,
+    per_image_path,
+    read_per_image,
+    read_results,
+    read_table,
+    table_cells,
+)
 from saliency.images import decode_image, encode_jpeg, resize
 from saliency.metrics import HIGHER_IS_BETTER
 from saliency.ranking.artifacts import candidate_sheet_path, read_rank
@@ -254,17 +263,30 @@ def _unet(view: StageView) -> str:
 def _eval(view: StageView) -> str:
     results = read_results(view.dir)
     metrics = results.get("metrics") or {}
+    refine = results.get("refine") or {}
     summary = {"dataset": results.get("dataset"), "split": results.get("split"), "images": results.get("images"),
-               "predictions from": results.get("source"), "in place of": results.get("stands_in_for") or "—"}
-    rows = [[METRIC_LABELS.get(k, k), _fmt(v), _better(k)] for k, v in metrics.items()]
-    return _facts(summary) + _table(["metric", "this run", "better"], rows) + _cases(view.dir, results)
+               "predictions from": results.get("source"), "in place of": results.get("stands_in_for") or "—",
+               "refinement": ", ".join(f"{k} {v}" for k, v in refine.items()) if refine.get("name") not in (None, "none")
+               else "none"}
+    unrefined = (results.get("unrefined") or {}).get("metrics")
+    if unrefined:
+        rows = [[METRIC_LABELS.get(k, k), _fmt(unrefined.get(k)), _fmt(v), _better(k)] for k, v in metrics.items()]
+        table = _table(["metric", "this run", "this run, refined", "better"], rows)
+    else:
+        table = _table(["metric", "this run", "better"], [[METRIC_LABELS.get(k, k), _fmt(v), _better(k)]
+                                                          for k, v in metrics.items()])
+    parts = [_facts(summary), table]
+    if (rows_of_table := read_table(view.dir)) is not None:
+        header, cells = table_cells(rows_of_table)
+        parts += ["<h3>Per dataset, beside published figures</h3>", _table(header, cells)]
+    return "".join(parts) + _cases(view.dir, results)
 
 
 def _cases(eval_dir: Path, results: dict[str, Any]) -> str:
     """The best and worst images by per-image MAE, each group one composed picture."""
     per_image = read_per_image(per_image_path(eval_dir, results))
     metric = ranking_metric(list(per_image[0])) if per_image else None
-    predictions = eval_dir / "predictions"
+    predictions = eval_dir / (REFINED_FOLDER if results.get("unrefined") else PREDICTIONS_FOLDER)
     if metric is None or not predictions.is_dir():
         return _note("no saved predictions or per-image scores: no prediction pictures")
     parts = ["<h3>Predictions next to ground truth</h3>"]

@@ -26,9 +26,10 @@ from tqdm import tqdm
 from saliency.datasets.io import list_images
 from saliency.distributed import autocast
 from saliency.errors import UserError
-from saliency.images import encode_png, read_image, resize, uint8_to_signed, unit_to_uint8
+from saliency.images import decode_gray, encode_png, read_image, resize, uint8_to_signed, unit_to_uint8
 from saliency.runs import atomic_write_bytes
 from saliency.segmentation.model import load_unet
+from saliency.segmentation.refine import Refinement
 
 log = logging.getLogger("saliency")
 SHORTER_SIDE = 128
@@ -113,6 +114,13 @@ def to_png(probability: np.ndarray) -> bytes:
     return encode_png(unit_to_uint8(torch.from_numpy(probability)).numpy())
 
 
+def saved_map(probability: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """The 8-bit PNG of a map and the map it decodes to: what is scored (and refined) is exactly
+    what ``saliency predict`` saves."""
+    png = to_png(probability)
+    return png, decode_gray(png, "a saliency map")
+
+
 class Predictor:
     """A loaded checkpoint with its :class:`Inference`: the checkpoint's own settings, with
     ``overrides`` (``activation=``, ``offset=``, ``flip=``, ``precision=``; ``None`` keeps) on top."""
@@ -128,20 +136,27 @@ class Predictor:
 
 
 def predict_folder(checkpoint: Path, images: Path, out: Path, device: str | torch.device = "cpu",
-                   **overrides: Any) -> int:
+                   refinement: Refinement | None = None, **overrides: Any) -> int:
     """An 8-bit PNG per image of ``images`` into ``out`` (existing predictions are kept: resumable);
-    ``overrides`` change the checkpoint's inference settings (see :class:`Predictor`)."""
+    ``overrides`` change the checkpoint's inference settings (see :class:`Predictor`); an active
+    ``refinement`` refines each saved map with its image (:mod:`.refine`)."""
     if not Path(images).is_dir():
         raise UserError(f"image folder {images} not found")
     files = list_images(images)
     if not files:
         raise UserError(f"image folder {images} holds no .jpg or .png images")
+    if refinement is not None:
+        refinement.check()
     predictor = Predictor(checkpoint, device, **overrides)
     written = 0
     for stem, path in tqdm(sorted(files.items()), desc="predicting", unit="img"):
         target = Path(out) / f"{stem}.png"
         if target.exists():
             continue
-        atomic_write_bytes(target, to_png(predictor(read_image(path))))
+        image = read_image(path)
+        png, probability = saved_map(predictor(image))
+        if refinement is not None and refinement.active:
+            png, _ = saved_map(refinement(probability, image))
+        atomic_write_bytes(target, png)
         written += 1
     return written

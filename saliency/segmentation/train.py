@@ -273,7 +273,7 @@ def _train_stage(stage: Stage, cfg: Config, run_dir: Path, device: torch.device,
                                                          "offset": cfg.predict.offset, "flip": cfg.predict.flip})
         history.write_csv(stage.dir / "losses.csv")
         save_curves(history, stage.dir / "curves.png", {"loss": ("loss",), "accuracy and MAE": ("pixel_accuracy",)},
-                    extra={f"MAE on {cfg.eval.dataset}/{cfg.eval.split}": ([s for s, _ in checks], [m for _, m in checks])}
+                    extra={f"MAE on {cfg.eval.primary}/{cfg.eval.split}": ([s for s, _ in checks], [m for _, m in checks])}
                     if monitor else None)
     distributed.barrier()
     metrics: dict[str, Any] = {"steps": len(history.rows), "final_loss": history.running("loss")}

@@ -1,12 +1,20 @@
 """Acceptance on toyworld (default size: 32-dim, 64 px): discovery finds the background-whiteness direction.
 
 The quickstart's settings (docs/method.md §1): K = d = 32, ``ortho``, lenet reconstructor, batch 32, Adam
-lr 1e-3. The full check (``slow``) trains for BUDGET_STEPS steps; the fast one checks the start of
-the same run.
+lr 1e-3. The full check (``slow``) compares each method's RCA after RCA_STEPS with that of fixed
+random directions trained as long, and its best |cos| after DIRECTION_STEPS; the fast one checks
+the first 400 steps of voynov's run, which the full check resumes (a resumed run is the
+uninterrupted one, bit for bit).
+
+Budgets, from run seeds 0 and 1 (best |cos| / RCA, the random directions' RCA in brackets): at
+750 steps voynov 0.957 / 0.518 and 0.928 / 0.468, lu 0.970 / 0.531 and 0.988 / 0.555 (random
+0.289 and 0.143); at 1500 steps voynov 0.994 / 0.686 and 0.986 / 0.638. voynov's |cos| needs the
+longer run; lu costs half as much again per step and is there at 750.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -17,7 +25,8 @@ from saliency.config import load_config
 from saliency.discovery.artifacts import load_directions
 from saliency.discovery.train import run_discover
 
-BUDGET_STEPS = 1500
+RCA_STEPS = 750
+DIRECTION_STEPS = {"voynov": 1500, "lu": 750}
 RCA_MARGIN = 0.1  # trained directions must beat fixed random ones by this much
 
 
@@ -39,27 +48,41 @@ def _discover(run_dir: Path, method: str, steps: int) -> tuple[dict, float]:
     return metrics, best
 
 
-def test_voynov_turns_a_direction_toward_background_whiteness(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def voynov_start(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """voynov's first 400 steps: the fast test measures them, the full check resumes from them."""
+    folder = tmp_path_factory.mktemp("voynov")
+    _discover(folder, "voynov", 400)
+    return folder
+
+
+def test_voynov_turns_a_direction_toward_background_whiteness(tmp_path: Path, voynov_start: Path) -> None:
     """400 steps (about 30 s) from the identity start: the best column moves up from 0.574 (the
     coordinate axes). Over seeds 0-4 it reached 0.809, 0.850, 0.664, 0.743 and 0.656 (a seed's
     trajectory, like another machine's float kernels, changes how fast), so the bar is the slowest
     seed's gain, 0.08, less a margin of 0.03."""
     _, start = _discover(tmp_path / "axes", "coordinate", steps=0)
-    metrics, after = _discover(tmp_path / "voynov", "voynov", steps=400)
+    metrics, after = _discover(voynov_start, "voynov", steps=400)  # complete: read back
     assert after >= start + 0.05
     assert metrics["rca"] > 2 / 32, "well above chance (1/K) already"
 
 
 @pytest.fixture(scope="module")
 def random_rca(tmp_path_factory: pytest.TempPathFactory) -> float:
-    """RCA of fixed random orthonormal directions, the reconstructor trained the same way."""
-    metrics, _ = _discover(tmp_path_factory.mktemp("random"), "random", BUDGET_STEPS)
+    """RCA of fixed random orthonormal directions after RCA_STEPS, the reconstructor trained the same way."""
+    metrics, _ = _discover(tmp_path_factory.mktemp("random"), "random", RCA_STEPS)
     return metrics["rca"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=4)
 @pytest.mark.parametrize("method", ["voynov", "lu"])
-def test_discovery_finds_background_whiteness(tmp_path: Path, method: str, random_rca: float) -> None:
-    metrics, best = _discover(tmp_path, method, BUDGET_STEPS)
-    assert best >= 0.9
+def test_discovery_finds_background_whiteness(tmp_path: Path, method: str, random_rca: float,
+                                              voynov_start: Path) -> None:
+    run_dir = tmp_path / "run"
+    if method == "voynov":
+        shutil.copytree(voynov_start, run_dir)  # resumed from its 400th step
+    metrics, best = _discover(run_dir, method, RCA_STEPS)
     assert metrics["rca"] >= random_rca + RCA_MARGIN
+    if DIRECTION_STEPS[method] > RCA_STEPS:
+        _, best = _discover(run_dir, method, DIRECTION_STEPS[method])
+    assert best >= 0.9

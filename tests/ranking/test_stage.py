@@ -62,7 +62,7 @@ def test_acceptance_background_direction_found_among_random_ones(world: ToyWorld
     assert run_rank(cfg, run_dir, "cpu") == metrics
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=4)
 def test_acceptance_with_the_paper_settings(world: ToyWorld, tmp_path: Path, run_cli) -> None:
     matrix, background = mixed_directions(world, seed=11)
     run_dir = tmp_path / "run"

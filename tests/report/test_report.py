@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -245,3 +246,27 @@ def test_large_pictures_are_shrunk_to_the_budget() -> None:
     shrunk = data_uri(buffer.getvalue(), budget=100_000)
     assert shrunk.startswith("data:image/jpeg;base64,")
     assert len(base64.b64decode(shrunk.split(",", 1)[1])) <= 100_000
+
+
+def test_refined_eval_shows_both_columns_and_the_per_dataset_table(full_run: Path) -> None:
+    """An eval stage that refined its maps: the report puts the unrefined and refined figures side by
+    side, lists the datasets beside the published figures, and pictures the refined maps."""
+    from saliency.evaluation.stage import Scores, table_cells, write_table
+
+    folder = full_run / "eval"
+    per_image = [{"image": stem, "mae": MAES[stem], "iou": 1 - MAES[stem]} for stem in STEMS]
+    refined = {"mae": SUMMARY["mae"] / 2, "iou": 0.75}
+    write_results(Scores(EvaluationResult(SUMMARY, per_image), EvaluationResult(refined, per_image)),
+                  folder / "metrics.json", {"dataset": "ecssd", "split": "test", "images": 3, "source": "checkpoint",
+                                            "refine": {"name": "bilateral-solver", "sigma_spatial": 16.0}})
+    shutil.copytree(folder / "predictions", folder / "refined")
+    rows = [{"dataset": "ecssd", "split": "test", "images": 3, "metrics": refined, "unrefined": SUMMARY}]
+    write_table(folder, rows)
+    complete(full_run, "eval", {**refined, "seconds": 12.0})
+    page = build_report(full_run).read_text(encoding="utf-8")
+    assert "this run, refined" in page and "bilateral-solver" in page
+    assert "Per dataset, beside published figures" in page and "ours + refinement" in page
+    assert "Voynov et al. 2021, BigBiGAN (published)" in page
+    _, cells = table_cells(rows)
+    assert [row[2] for row in cells][:2] == ["ours", "ours + refinement"]
+    assert (folder / "per_image.unrefined.csv").is_file()

@@ -56,3 +56,47 @@ def test_eval_stage_scores_the_saved_predictions(trained, tiny_dataset: Path) ->
         errors.append(np.abs(predicted - dataset.mask(stem)).mean())
     assert metrics["mae"] == pytest.approx(float(np.mean(errors)), abs=1e-6)
     assert run_eval_checkpoint(cfg, run_dir, "cpu") == metrics  # complete: skipped
+
+
+def _mae_of_saved(folder: Path, dataset) -> float:
+    return float(np.mean([np.abs(read_gray(folder / f"{stem}.png") - dataset.mask(stem)).mean() for stem in dataset.stems]))
+
+
+def test_eval_stage_refines_and_scores_several_datasets_into_one_table(trained, tiny_dataset: Path,
+                                                                       tmp_path: Path) -> None:
+    """``predict.refine: bilateral-solver`` on two datasets: each dataset's refined and unrefined
+    figures are those of its saved PNGs, the second lives in a subfolder, one table lists both, and
+    a stage killed after the first dataset scores only the second again."""
+    import os
+    import shutil
+
+    from saliency.evaluation.stage import TABLE_FILE
+    from saliency.runs import MANIFEST, atomic_write_json
+
+    _, run_dir, _ = trained
+    other = tmp_path / "other"
+    shutil.copytree(tiny_dataset, other)
+    cfg = load_config(overrides={**TINY_UNET, "eval.dataset": f"{tiny_dataset},{other}",
+                                 "predict.refine": "bilateral-solver"})
+    metrics = run_eval_checkpoint(cfg, run_dir, "cpu")
+    stage = run_dir / "eval"
+    first, second = read_results(stage), read_results(stage / "other")
+    assert first["refine"]["name"] == "bilateral-solver" and second["images"] == 3
+    assert metrics["unrefined_mae"] == first["unrefined"]["metrics"]["mae"]
+    for folder, results in ((stage, first), (stage / "other", second)):
+        dataset = resolve(results["dataset"])
+        assert results["metrics"]["mae"] == pytest.approx(_mae_of_saved(folder / "refined", dataset), abs=1e-6)
+        assert results["unrefined"]["metrics"]["mae"] == pytest.approx(_mae_of_saved(folder / "predictions", dataset),
+                                                                       abs=1e-6)
+        assert results["metrics"]["mae"] != results["unrefined"]["metrics"]["mae"]
+    table = (stage / TABLE_FILE).read_text().splitlines()
+    assert len(table) == 2 + 4 and sum("ours + refinement" in line for line in table) == 2
+
+    # Killed after the first dataset: its results stay, only the second is scored again.
+    manifest = read_manifest(stage)
+    atomic_write_json(stage / MANIFEST, {**manifest, "status": "running"})
+    (stage / "other" / "metrics.json").unlink()
+    kept = os.stat(stage / "metrics.json").st_mtime_ns
+    assert run_eval_checkpoint(cfg, run_dir, "cpu")["mae"] == metrics["mae"]
+    assert os.stat(stage / "metrics.json").st_mtime_ns == kept
+    assert read_results(stage / "other")["metrics"] == second["metrics"]
