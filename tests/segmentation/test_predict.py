@@ -131,3 +131,21 @@ def test_inference_settings_come_from_the_checkpoint_unless_given() -> None:
     assert recorded == Inference(shorter_side=64, activation="softmax", offset=0.5, flip=True)
     assert recorded.replace(offset=None, flip=False) == Inference(64, "softmax", 0.5, False)
     assert Inference.of_checkpoint({}) == Inference()  # older checkpoints: the papers' inference
+
+
+def test_predict_refine_writes_what_eval_scores_refined(run_cli, checkpoint: Path, tiny_dataset: Path,
+                                                        tmp_path: Path) -> None:
+    """``saliency predict --refine`` and ``eval --checkpoint --refine`` refine the same 8-bit maps:
+    their PNGs are byte for byte the same, and differ from the unrefined ones."""
+    out = tmp_path / "refined"
+    result = run_cli("predict", "--checkpoint", checkpoint, "--images", tiny_dataset / "images", "--out", out,
+                     "--refine", "bilateral-solver")
+    assert result.code == 0, result.err
+    result = run_cli("eval", "--checkpoint", checkpoint, "--dataset", tiny_dataset, "--run", tmp_path / "run",
+                     "--refine", "bilateral-solver")
+    assert result.code == 0, result.err
+    stage = tmp_path / "run" / "eval"
+    stems = sorted(p.name for p in out.iterdir())
+    assert stems == sorted(p.name for p in (stage / "refined").iterdir()) and len(stems) == 3
+    assert all((out / name).read_bytes() == (stage / "refined" / name).read_bytes() for name in stems)
+    assert any((out / name).read_bytes() != (stage / "predictions" / name).read_bytes() for name in stems)
