@@ -127,6 +127,7 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
                  offset: float | None, flip: bool | None, refine: str | None, device: str | None,
                  run_dir: Path | None, config_path: Path | None, force: bool) -> None:
     """Score saliency predictions on a dataset (MAE, F-beta, S-, E-measure, IoU, accuracy)."""
+    from saliency.config import dataset_names
     from saliency.distributed import resolve_device
     from saliency.evaluation import FolderSource, run_eval
     from saliency.evaluation.sources import PredictionSource
@@ -168,7 +169,7 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
         if made_here and beside_output is not None:
             shutil.rmtree(beside_output, ignore_errors=True)
         raise
-    if output is None and "," in config.eval.dataset:
+    if output is None and len(dataset_names(config.eval.dataset)) > 1:
         from saliency.evaluation.stage import TABLE_FILE
 
         click.echo((run_dir / "eval" / TABLE_FILE).read_text(), nl=False)

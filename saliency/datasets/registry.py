@@ -102,10 +102,11 @@ def resolve(dataset: str, split: str | None = None) -> PairFolder:
         if split not in (None, "all") and split not in spec.splits:
             raise UserError(f"dataset {dataset!r} has no split {split!r}; choose one of {', '.join(spec.splits)}, all")
         folder = spec.open(root)
-        chosen = None if split in (None, "all") else spec.splits[split]
-        if chosen is None:
-            return PairFolder(folder.images_dir, folder.masks_dir, folder.stems, dataset if split in (None, "all")
-                              else f"{dataset}/{split}")
+        if split in (None, "all"):
+            return folder
+        chosen = spec.splits[split]
+        if chosen is None:  # the split is the whole dataset
+            return PairFolder(folder.images_dir, folder.masks_dir, folder.stems, f"{dataset}/{split}")
         wanted = chosen()
         present = set(folder.stems)
         if not present.intersection(wanted):

@@ -47,9 +47,13 @@ class Scores:
         return self.refined if self.refined is not None else self.raw
 
     def summary(self) -> dict[str, float]:
-        """The headline metrics, and the unrefined ones beside them (``unrefined_mae``...) when refined."""
-        extra = {f"unrefined_{key}": value for key, value in self.raw.summary.items()} if self.refined else {}
-        return {**self.headline.summary, **extra}
+        """The headline metrics, and the unrefined ones beside them when refined (:func:`reported`)."""
+        return reported(self.headline.summary, self.raw.summary if self.refined is not None else None)
+
+
+def reported(metrics: dict[str, float], unrefined: dict[str, float] | None = None) -> dict[str, float]:
+    """What a stage reports: its metrics, and the unrefined ones beside them as ``unrefined_mae``..."""
+    return {**metrics, **{f"unrefined_{key}": value for key, value in (unrefined or {}).items()}}
 
 
 def evaluate(dataset: PairFolder, source: PredictionSource, metrics: list[str],
@@ -180,8 +184,7 @@ def run_eval(datasets: str | list[str], split: str | None, source: PredictionSou
             where = dataset_folder(stage.dir, index, detail["dataset"])
             rows.append(_score_one(where, folder, source, metrics, refinement, {**detail, "key": key}))
         write_table(stage.dir, rows)
-        first = rows[0]
-        return {**first["metrics"], **{f"unrefined_{k}": v for k, v in first.get("unrefined", {}).items()}}
+        return reported(rows[0]["metrics"], rows[0].get("unrefined"))
 
     masks = {"masks" if index == 0 else f"masks:{name}": folder.masks_dir
              for index, (name, folder) in enumerate(zip(names, folders))}
@@ -199,8 +202,7 @@ def _score_one(where: Path, dataset: PairFolder, source: PredictionSource, metri
             log.info("eval: %s already scored in %s", details["dataset"], where)
             return _row(done)
     source.save_into(where / PREDICTIONS_FOLDER)
-    refining = refinement is not None and refinement.active
-    scores = evaluate(dataset, source, metrics, refinement, where / REFINED_FOLDER if refining else None)
+    scores = evaluate(dataset, source, metrics, refinement, where / REFINED_FOLDER)  # written only when refining
     write_results(scores, where / METRICS_FILE, details)
     return _row(read_results(where))
 

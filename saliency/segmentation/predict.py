@@ -156,7 +156,7 @@ def predict_folder(checkpoint: Path, images: Path, out: Path, device: str | torc
         image = read_image(path)
         png, probability = saved_map(predictor(image))
         if refinement is not None and refinement.active:
-            png, _ = saved_map(refinement(probability, image))
+            png = to_png(refinement(probability, image))
         atomic_write_bytes(target, png)
         written += 1
     return written
