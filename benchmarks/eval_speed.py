@@ -13,7 +13,8 @@ import time
 
 from saliency.config import METRIC_NAMES
 from saliency.datasets import resolve
-from saliency.evaluation import BASELINES, evaluate
+from saliency.evaluation.sources import BASELINES
+from saliency.evaluation.stage import evaluate
 
 
 def main() -> None:

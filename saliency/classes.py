@@ -25,7 +25,6 @@ from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
-from torchvision.models import ResNet18_Weights, resnet18
 
 from saliency import distributed, generators
 from saliency.config import Config
@@ -53,29 +52,34 @@ class ClassifierSpec:
     categories: tuple[str, ...]
 
 
-CLASSIFIERS: dict[str, ClassifierSpec] = {}
+# Name -> a function making the spec, called on use: torchvision (3 s of imports) is loaded only by
+# the runs that classify.
+CLASSIFIERS: dict[str, Callable[[], ClassifierSpec]] = {}
 
 
-def register_classifier(name: str, spec: ClassifierSpec) -> ClassifierSpec:
+def register_classifier(name: str, make_spec: Callable[[], ClassifierSpec]) -> Callable[[], ClassifierSpec]:
     if name in CLASSIFIERS:
         raise ValueError(f"classifier {name!r} registered twice")
-    CLASSIFIERS[name] = spec
-    return spec
+    CLASSIFIERS[name] = make_spec
+    return make_spec
 
 
-register_classifier("resnet18", ClassifierSpec(
-    build=lambda: resnet18(weights=None),
-    weights_url=ResNet18_Weights.IMAGENET1K_V1.url,
-    preprocess=ResNet18_Weights.IMAGENET1K_V1.transforms,
-    categories=tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"]),
-))
+def _resnet18() -> ClassifierSpec:
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    published = ResNet18_Weights.IMAGENET1K_V1
+    return ClassifierSpec(build=lambda: resnet18(weights=None), weights_url=published.url,
+                          preprocess=published.transforms, categories=tuple(published.meta["categories"]))
+
+
+register_classifier("resnet18", _resnet18)
 
 
 def get_classifier(name: str) -> ClassifierSpec:
     if name not in CLASSIFIERS:
         raise UserError(f"unknown classifier {name!r} (classes.classifier); "
                         f"choose one of {', '.join(sorted(CLASSIFIERS))}")
-    return CLASSIFIERS[name]
+    return CLASSIFIERS[name]()
 
 
 def cached_weights_path(spec: ClassifierSpec) -> Path:

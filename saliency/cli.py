@@ -129,8 +129,8 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
     """Score saliency predictions on a dataset (MAE, F-beta, S-, E-measure, IoU, accuracy)."""
     from saliency.config import dataset_names
     from saliency.distributed import resolve_device
-    from saliency.evaluation import FolderSource, run_eval
-    from saliency.evaluation.sources import PredictionSource
+    from saliency.evaluation.sources import FolderSource, PredictionSource
+    from saliency.evaluation.stage import run_eval
     from saliency.segmentation.refine import Refinement
 
     if sum(x is not None for x in (predictions, baseline, checkpoint)) != 1:

@@ -144,8 +144,23 @@ def write_png(path: Path, image: np.ndarray) -> Path:
     return atomic_write_bytes(Path(path), encode_png(image))
 
 
+def tile(images: torch.Tensor, columns: int, padding: int = 2, pad_value: float = 0.0) -> torch.Tensor:
+    """Images ``(N, C, H, W)`` as one ``(C, H', W')`` picture, ``columns`` to a row, ``padding``
+    pixels of ``pad_value`` around each: the layout of ``torchvision.utils.make_grid``, kept here
+    so that the stages which draw pictures need not import torchvision (3 s)."""
+    count, channels, height, width = images.shape
+    columns = max(1, min(columns, count))
+    rows = -(-count // columns)
+    step_y, step_x = height + padding, width + padding
+    grid = images.new_full((channels, rows * step_y + padding, columns * step_x + padding), pad_value)
+    for index, image in enumerate(images):
+        top, left = index // columns * step_y + padding, index % columns * step_x + padding
+        grid[:, top:top + height, left:left + width] = image
+    return grid
+
+
 def write_grid(path: Path, grid: torch.Tensor) -> Path:
-    """A ``(3, H, W)`` picture in [0, 1] (``torchvision.utils.make_grid``'s output) as a PNG, atomically."""
+    """A ``(3, H, W)`` picture in [0, 1] (as :func:`tile` makes) as a PNG, atomically."""
     return write_png(path, unit_to_uint8(grid.detach().cpu()).permute(1, 2, 0).numpy())
 
 

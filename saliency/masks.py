@@ -213,15 +213,20 @@ class SynthBatch:
 
 @torch.no_grad()
 def synthesize_batch(generator: Generator, z: torch.Tensor, classes: torch.Tensor, direction: torch.Tensor,
-                     shift: float, rule: MaskRule = MaskRule()) -> SynthBatch:
+                     shift: float, rule: MaskRule = MaskRule(), images: torch.Tensor | None = None) -> SynthBatch:
     """The images ``G(z, c)`` ``(N, 3, R, R)`` in [-1, 1], ``G(z + shift·h, c)``, their masks and
-    which samples the rule's filters keep. A negative ``shift`` moves the other way.
+    which samples the rule's filters keep. A negative ``shift`` moves the other way; ``images`` =
+    ``G(z, c)`` when the caller has made them already (several shifts of the same samples).
 
-    The unshifted and shifted latents (and G(z − shift·h) for ``diff``) go through the generator as
-    one batch: one call instead of two or three.
+    The latents still to render (unshifted, shifted, and G(z − shift·h) for ``diff``) go through
+    the generator as one batch: one call instead of two or three.
     """
-    moves = [z, shift_latents(z, direction, shift)] + ([shift_latents(z, direction, -shift)] if rule.needs_minus else [])
-    outputs = generator(torch.cat(moves), classes.repeat(len(moves))).float().chunk(len(moves))
-    images, plus = outputs[0], outputs[1]
-    masks = rule.masks(images, plus, outputs[2] if rule.needs_minus else None)
+    moves = ([z] if images is None else []) + [shift_latents(z, direction, shift)]
+    if rule.needs_minus:
+        moves.append(shift_latents(z, direction, -shift))
+    outputs = list(generator(torch.cat(moves), classes.repeat(len(moves))).float().chunk(len(moves)))
+    if images is None:
+        images = outputs.pop(0)
+    plus = outputs[0]
+    masks = rule.masks(images, plus, outputs[1] if rule.needs_minus else None)
     return SynthBatch(images, plus, masks, rule.keep(masks, plus))

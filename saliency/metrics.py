@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import py_sod_metrics as sod
 
 from saliency.config import METRIC_NAMES
 
@@ -41,6 +40,9 @@ class SaliencyEvaluator:
             raise ValueError(f"unknown metrics {unknown}; known: {list(HIGHER_IS_BETTER)}")
         self.metrics = list(dict.fromkeys(metrics))
         self.stems: list[str] = []
+        # Imported here: pysodmetrics pulls in scikit-learn and SciPy (2 s), which only scoring needs.
+        import py_sod_metrics as sod
+
         self._mae = sod.MAE()
         self._sm = sod.Smeasure()
         self._em = sod.Emeasure()

@@ -12,9 +12,12 @@ draws exactly what an uninterrupted run would have drawn. Two things keep keys a
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 @enum.unique
@@ -46,6 +49,8 @@ SEEDED_STAGES = ("discover", "rank", "synth", "unet")
 
 def seeded_rng(seed: int, *key: int) -> torch.Generator:
     """A CPU ``torch.Generator`` for ``(seed, *key)``, independent of every other key."""
+    import torch  # here: loading a config (and `saliency --help`) reads this module, and needs no torch
+
     rng = torch.Generator()
     rng.manual_seed(derive_seed(seed, *key))
     return rng

@@ -1,9 +1,12 @@
 """The import graph has no cycle, between modules or between packages, counting the imports written
-inside functions (a function-local import hides a cycle from Python, not from a reader)."""
+inside functions (a function-local import hides a cycle from Python, not from a reader); each
+artifact file is named by one module; the libraries few runs use are loaded only by those runs."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "saliency"
@@ -115,3 +118,23 @@ def test_each_artifact_file_name_is_in_exactly_one_module() -> None:
     for name, owner in ARTIFACT_OWNERS.items():
         holders = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if name in path.read_text())
         assert holders == [owner], f"{name} appears in {holders}; only {owner} may name it (others import its constant)"
+
+
+# Libraries only some runs use: the ResNet-18s (torchvision), the smp U-Net (segmentation-models-
+# pytorch, timm), the photo augmentation (albumentations) and the curve metrics (pysodmetrics,
+# scikit-learn). Each is imported where it is used, since every start of `saliency` (each torchrun
+# process, each resumed stage) would otherwise spend about 7 s loading them.
+OPTIONAL_LIBRARIES = ("torchvision", "segmentation_models_pytorch", "timm", "albumentations", "py_sod_metrics", "sklearn")
+
+
+def test_importing_the_cli_and_every_stage_loads_no_optional_library() -> None:
+    code = ("import importlib, sys\n"
+            "from saliency.pipeline import STAGES\n"
+            "import saliency.cli, saliency.report\n"
+            "for target in STAGES.values():\n"
+            "    importlib.import_module(target.partition(':')[0])\n"
+            f"print(' '.join(name for name in {OPTIONAL_LIBRARIES!r} if name in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=PACKAGE.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == []

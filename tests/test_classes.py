@@ -87,7 +87,7 @@ def test_stage_writes_the_exact_selection(solid_dataset: Path, tmp_path: Path,
     spec = ClassifierSpec(build=FixedClassifier, weights_url="https://example.invalid/fixed.pth",
                           preprocess=lambda: lambda image: image.float(),
                           categories=tuple(f"class{i}" for i in range(NUM_CLASSES)))
-    monkeypatch.setitem(classes.CLASSIFIERS, "resnet18", spec)
+    monkeypatch.setitem(classes.CLASSIFIERS, "resnet18", lambda: spec)
     weights = tmp_path / "fixed.pth"
     torch.save({"table": fixed_logits()}, weights)
     cfg = load_config(None, {"classes.dataset": str(solid_dataset), "classes.split": "all",

@@ -231,3 +231,20 @@ def test_toyworld_background_direction_recovers_true_masks(mode: str, threshold:
     hue = world.factor_directions[:, world.factor_names.index("obj_hue")]
     other = synthesize_batch(world, z, classes, hue, 26.0, MaskRule(mode, threshold)).masks
     assert iou(other, truth).median() < 0.7
+
+
+@pytest.mark.parametrize("mode", ["intensity", "diff"])
+def test_images_made_beforehand_give_the_same_batch(mode: str) -> None:
+    """Rank's pictures pass G(z) made once for several shifts: the shifted images, masks and
+    verdicts are those of rendering everything in one call."""
+    world = load("toyworld")
+    rng = torch.Generator().manual_seed(1)
+    z, classes = world.sample_z(16, rng), world.sample_classes(16, rng)
+    background = world.factor_directions[:, world.factor_names.index("bg_white")]
+    whole = synthesize_batch(world, z, classes, background, 12.0, MaskRule(mode))
+    images = world(z, classes).float()
+    given = synthesize_batch(world, z, classes, background, 12.0, MaskRule(mode), images)
+    assert given.images is images and torch.allclose(given.images, whole.images, atol=1e-6)
+    assert torch.allclose(given.shifted, whole.shifted, atol=1e-6)
+    assert torch.equal(given.masks, whole.masks) and torch.equal(given.keep, whole.keep)
+    assert whole.masks.any() and not whole.masks.all()

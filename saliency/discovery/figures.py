@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torchvision.utils import make_grid
 
 from saliency.discovery.deformators import Deformator
 from saliency.generators.base import Generator, as_torch_generator
-from saliency.images import write_grid
+from saliency.images import tile, write_grid
 
 GRID_SHIFTS = (-9.0, -6.0, -3.0, 0.0, 3.0, 6.0, 9.0)
 GRID_BLOCK = 16
@@ -35,6 +34,6 @@ def save_direction_grids(generator: Generator, deformator: Deformator, folder: P
         rows = range(first, min(first + block, deformator.num_directions))
         images = [generator(z + deformator(torch.full_like(eps, k, dtype=torch.long), eps), label.expand(len(eps)))
                   for k in rows]
-        grid = make_grid(torch.cat(images).float().cpu().add(1).div(2).clamp(0, 1), nrow=len(shifts), padding=2)
+        grid = tile(torch.cat(images).float().cpu().add(1).div(2).clamp(0, 1), len(shifts))
         paths.append(write_grid(Path(folder) / f"directions_{rows[0]:03d}-{rows[-1]:03d}.png", grid))
     return paths

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torchvision
 from torch import nn
 
 from saliency.errors import UserError
@@ -63,6 +62,8 @@ def resnet18(num_directions: int, resolution: int) -> Reconstructor:
     The new first convolution is initialised as the authors' code does it (kaiming normal, fan_out,
     ReLU; docs/method.md §1), like torchvision's own convolutions, not with PyTorch's layer default.
     """
+    import torchvision  # here, not at the top: 3 s of imports that the LeNet reconstructor does not need
+
     backbone = torchvision.models.resnet18(weights=None)
     backbone.conv1 = nn.Conv2d(6, 64, kernel_size=7, stride=2, padding=3, bias=False)
     nn.init.kaiming_normal_(backbone.conv1.weight, mode="fan_out", nonlinearity="relu")

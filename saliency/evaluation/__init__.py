@@ -1,6 +1,2 @@
-"""Evaluation: prediction sources and the evaluation stage."""
-
-from saliency.evaluation.sources import BASELINES, FolderSource, PredictionSource
-from saliency.evaluation.stage import evaluate, run_eval
-
-__all__ = ["BASELINES", "FolderSource", "PredictionSource", "evaluate", "run_eval"]
+"""Evaluation: prediction sources (:mod:`.sources`, :mod:`.checkpoint`) and the evaluation stage
+(:mod:`.stage`), imported from their modules so that reading a source does not load the stage."""

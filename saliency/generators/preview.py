@@ -11,11 +11,10 @@ import math
 from pathlib import Path
 
 import torch
-from torchvision.utils import make_grid
 
 from saliency.errors import UserError
 from saliency.generators.base import Generator, KnowsObjects, as_torch_generator
-from saliency.images import write_grid
+from saliency.images import tile, write_grid
 
 _PADDING = 2
 _PAD_VALUE = 0.5  # grey separators, visible against both white masks and dark images
@@ -37,7 +36,7 @@ def write_sample_grid(generator: Generator, n: int, seed: int, out: Path, classe
         panels = [generator(z, labels).add(1).div(2).clamp(0, 1)]
         if isinstance(generator, KnowsObjects):
             panels.append(generator.object_mask(z, labels).expand(-1, 3, -1, -1))
-    grids = [make_grid(panel.float().cpu(), nrow=nrow, padding=_PADDING, pad_value=_PAD_VALUE) for panel in panels]
+    grids = [tile(panel.float().cpu(), nrow, _PADDING, _PAD_VALUE) for panel in panels]
     return write_grid(out, torch.cat(grids, dim=2))
 
 

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
-from torchvision.utils import make_grid
 
 from saliency.generators.base import Generator
-from saliency.images import write_grid
+from saliency.images import tile, write_grid
 from saliency.masks import MaskRule, synthesize_batch
 from saliency.runs import atomic_path
 
@@ -47,11 +46,11 @@ def save_candidate_sheet(generator: Generator, direction: torch.Tensor, sign: in
     """Samples, then shifted samples and masks for each magnitude, as rows of one PNG."""
     device = generator.device
     z, classes = z[:SHEET_SAMPLES].to(device), classes[:SHEET_SAMPLES].to(device)
-    rows = [generator(z, classes).float()]
+    images = generator(z, classes).float()
+    rows = [images]
     for magnitude in magnitudes:
-        batch = synthesize_batch(generator, z, classes, direction, sign * magnitude, rule)
+        batch = synthesize_batch(generator, z, classes, direction, sign * magnitude, rule, images)
         # Rejected samples' masks are drawn at half strength: what the filters would drop.
         shown = batch.masks.float() * torch.where(batch.keep, 1.0, 0.5).view(-1, 1, 1)
         rows += [batch.shifted, shown.unsqueeze(1).expand(-1, 3, -1, -1) * 2 - 1]
-    return write_grid(path, make_grid(torch.cat(rows).cpu().add(1).div(2).clamp(0, 1), nrow=len(z), padding=2,
-                                      pad_value=0.5))
+    return write_grid(path, tile(torch.cat(rows).cpu().add(1).div(2).clamp(0, 1), len(z), pad_value=0.5))

@@ -9,19 +9,23 @@ from ``(seed, stream, rank, s)``, so a resumed run augments exactly as the unint
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import albumentations as A
 import numpy as np
 import torch
 
 from saliency.errors import UserError
 from saliency.images import signed_to_uint8, uint8_to_signed
 
+if TYPE_CHECKING:
+    import albumentations as A
+
 
 def _photo(size: int) -> A.Compose:
     """Framing (flip, crop and rescale), colour and light, optics (blur, defocus, downscaling), and
     the sensor and the file (noise, JPEG): what separates a rendered image from a photograph."""
+    import albumentations as A  # here, not at the top: 2 s of imports that recipe "none" does not need
+
     return A.Compose([
         A.HorizontalFlip(p=0.5),
         A.RandomResizedCrop(size=(size, size), scale=(0.5, 1.0), ratio=(0.75, 1.333), p=0.5),

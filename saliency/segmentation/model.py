@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -94,6 +93,10 @@ def _classic(spec: UnetSpec) -> nn.Module:
 
 
 def _smp(spec: UnetSpec) -> nn.Module:
+    # Imported here: segmentation-models-pytorch pulls in timm and torchvision (5 s), which the
+    # classic U-Net does not need.
+    import segmentation_models_pytorch as smp
+
     try:
         model = smp.Unet(encoder_name=spec.encoder, encoder_weights=spec.encoder_weights, in_channels=3, classes=2)
     except (KeyError, ValueError) as error:

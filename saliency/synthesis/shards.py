@@ -28,9 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.utils import make_grid
 
-from saliency.images import encode_png, read_image, read_mask, uint8_to_signed, write_grid
+from saliency.images import encode_png, read_image, read_mask, tile, uint8_to_signed, write_grid
 from saliency.runs import atomic_write_json, atomic_write_text, read_json_file
 from saliency.synthesis.online import PairSampler, shard_counts, shard_draws
 
@@ -174,7 +173,7 @@ def write_sheet(path: Path, dataset: ShardDataset, pairs: int, columns: int = 8)
         row = items[start:start + columns]
         row += [(torch.zeros_like(items[0][0]) - 1, torch.zeros_like(items[0][1]))] * (columns - len(row))
         tiles += [image.add(1).div(2) for image, _ in row] + [mask.float().expand(3, -1, -1) for _, mask in row]
-    return write_grid(path, make_grid(torch.stack(tiles), nrow=columns, padding=2, pad_value=0.5))
+    return write_grid(path, tile(torch.stack(tiles), columns, pad_value=0.5))
 
 
 class ShardDataset(Dataset):
