@@ -36,7 +36,7 @@ REDUCED_QUICKSTART = {"discover.method": "optimize", "rank.dvn_samples": 400,
 MEASURED_MAE, MAE_WINDOW = 0.253, 0.05
 
 
-@pytest.mark.slow(minutes=2)
+@pytest.mark.slow(minutes=1.9)
 def test_reduced_quickstart_on_a_bare_clone(no_data: Path, tmp_path: Path, run_cli) -> None:
     run_dir = tmp_path / "quick"
     command = ["run", REPO / "pipelines" / "quickstart.yaml", "--run", run_dir,
@@ -74,7 +74,7 @@ def test_stage_selection() -> None:
         select_stages("eval", "discover")
 
 
-@pytest.mark.slow(minutes=1.3)
+@pytest.mark.slow(minutes=1.1)
 def test_killed_during_unet_training_resumes(no_data: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "killed"
     command = [sys.executable, "-m", "saliency", "run", str(REPO / "pipelines" / "quickstart.yaml"),

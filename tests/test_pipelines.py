@@ -97,13 +97,13 @@ def run_smoke(name: str, run_dir: Path, evaluation: Path) -> dict:
     return results
 
 
-@pytest.mark.slow(minutes=3)
+@pytest.mark.slow(minutes=2.7)
 def test_biggan_smoke_pipeline(data_root: Path, ecssd_sample: Path, tmp_path: Path) -> None:
     results = run_smoke("biggan-ecssd", tmp_path / "smoke", ecssd_sample)
     assert results["rank"]["directions"] == 4 and results["discover"]["steps"] == 2
 
 
-@pytest.mark.slow(minutes=1.7)
+@pytest.mark.slow(minutes=1.6)
 def test_bigbigan_smoke_pipeline(data_root: Path, ecssd_sample: Path, tmp_path: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The published direction is looked up in the cache: a random stand-in of length 3 is put there."""

@@ -87,7 +87,7 @@ def _kill_during(command: list[str], stage_dir: Path, delay: float, env: dict[st
     process.wait()
 
 
-@pytest.mark.slow(minutes=3)
+@pytest.mark.slow(minutes=2.4)
 def test_kill_9_at_random_points_then_resume_gives_the_same_artifacts(ecssd_root: Path, tmp_path: Path) -> None:
     dataset = tmp_path / "ecssd-24"  # eval's images: a slice of the real data
     for source, folder in (("images", "images"), ("ground_truth_mask", "masks")):

@@ -6,10 +6,17 @@ random directions trained as long, and its best |cos| after DIRECTION_STEPS; the
 the first 400 steps of voynov's run, which the full check resumes (a resumed run is the
 uninterrupted one, bit for bit).
 
-Budgets, from run seeds 0 and 1 (best |cos| / RCA, the random directions' RCA in brackets): at
-750 steps voynov 0.957 / 0.518 and 0.928 / 0.468, lu 0.970 / 0.531 and 0.988 / 0.555 (random
-0.289 and 0.143); at 1500 steps voynov 0.994 / 0.686 and 0.986 / 0.638. voynov's |cos| needs the
-longer run; lu costs half as much again per step and is there at 750.
+Budgets, from run seeds 0 and 1 (best |cos| / RCA; fixed random directions reach RCA 0.289 and
+0.143 at 750 steps):
+
+    steps   voynov                         lu
+    750     0.957 / 0.518, 0.928 / 0.468   0.970 / 0.531, 0.988 / 0.555
+    1000    0.988 / 0.520, 0.980 / 0.602   0.986 / 0.644, 0.993 / 0.628
+    1500    0.994 / 0.686, 0.986 / 0.638   0.994 / 0.792, 0.995 / 0.713
+
+RCA is checked at 750 steps for both. voynov's |cos| at 750 clears the bar of 0.9 by only 0.028
+for seed 1, so it is checked at 1000, where both seeds clear it by 0.08 (lu's clear it by 0.07
+at 750; lu costs half as much again per step).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from saliency.discovery.artifacts import load_directions
 from saliency.discovery.train import run_discover
 
 RCA_STEPS = 750
-DIRECTION_STEPS = {"voynov": 1500, "lu": 750}
+DIRECTION_STEPS = {"voynov": 1000, "lu": 750}
 RCA_MARGIN = 0.1  # trained directions must beat fixed random ones by this much
 
 
@@ -74,7 +81,7 @@ def random_rca(tmp_path_factory: pytest.TempPathFactory) -> float:
     return metrics["rca"]
 
 
-@pytest.mark.slow(minutes=4)
+@pytest.mark.slow(minutes=3)
 @pytest.mark.parametrize("method", ["voynov", "lu"])
 def test_discovery_finds_background_whiteness(tmp_path: Path, method: str, random_rca: float,
                                               voynov_start: Path) -> None:

@@ -62,7 +62,7 @@ def test_every_candidate_scored_pictures_drawn_and_a_complete_stage_skipped(worl
     assert run_rank(cfg, run_dir, "cpu") == metrics
 
 
-@pytest.mark.slow(minutes=4)
+@pytest.mark.slow(minutes=3.6)
 def test_acceptance_with_the_paper_settings(world: ToyWorld, tmp_path: Path, run_cli) -> None:
     """Among the 15 true factor directions and 17 random ones, the background direction is chosen."""
     matrix, background = mixed_directions(world, seed=11)
