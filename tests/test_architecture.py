@@ -1,6 +1,6 @@
 """The import graph has no cycle, between modules or between packages, counting the imports written
 inside functions (a function-local import hides a cycle from Python, not from a reader); each
-artifact file is named by one module; the libraries few runs use are loaded only by those runs."""
+artifact file is named by one module; heavy libraries are loaded only where they are used."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def test_each_artifact_file_name_is_in_exactly_one_module() -> None:
         assert holders == [owner], f"{name} appears in {holders}; only {owner} may name it (others import its constant)"
 
 
-# Libraries only some runs use: the ResNet-18s (torchvision), the smp U-Net (segmentation-models-
+# Libraries only some stages or settings use: the ResNet-18s (torchvision), the smp U-Net (segmentation-models-
 # pytorch, timm), the photo augmentation (albumentations) and the curve metrics (pysodmetrics,
 # scikit-learn). Each is imported where it is used, since every start of `saliency` (each torchrun
 # process, each resumed stage) would otherwise spend about 7 s loading them.
