@@ -23,6 +23,7 @@ from saliency.images import (
     resize,
     resize_batch,
     signed_to_uint8,
+    tile,
     uint8_to_signed,
     unit_to_uint8,
     write_grid,
@@ -180,3 +181,20 @@ def test_resize_batch_keeps_a_batch_of_the_right_size() -> None:
     assert torch.equal(resize_batch(images, (8, 8)), images.float())
     small = resize_batch(torch.ones(2, 3, 64, 48), (32, 32))
     assert small.shape == (2, 3, 32, 32) and torch.allclose(small, torch.ones(()))
+
+
+def test_tile_places_each_image_in_its_cell() -> None:
+    """Three 1×2 images, two to a row, one pixel of padding: a 5×7 picture with the third image
+    alone on the second row and the pad value everywhere else."""
+    images = torch.arange(1, 7, dtype=torch.float32).view(3, 1, 1, 2)
+    expected = torch.full((1, 5, 7), -1.0)
+    expected[0, 1, 1:3], expected[0, 1, 4:6], expected[0, 3, 1:3] = images[0, 0, 0], images[1, 0, 0], images[2, 0, 0]
+    assert torch.equal(tile(images, 2, padding=1, pad_value=-1.0), expected)
+
+
+@pytest.mark.parametrize("count, columns", [(7, 7), (5, 3), (12, 8), (3, 8)])
+def test_tile_lays_out_as_torchvision_make_grid(count: int, columns: int) -> None:
+    from torchvision.utils import make_grid
+
+    images = torch.rand(count, 3, 9, 11, generator=torch.Generator().manual_seed(count))
+    assert torch.equal(tile(images, columns, pad_value=0.5), make_grid(images, nrow=columns, padding=2, pad_value=0.5))
