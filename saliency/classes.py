@@ -297,4 +297,4 @@ def run_classes(cfg: Config, run_dir: Path, device: str | torch.device, force: b
         return metrics
 
     stage = Stage(run_dir, "classes", config=section, inputs=inputs, precision=cfg.run.precision)
-    return run_stage(stage, body, force=force)
+    return run_stage(stage, body, force=force, device=device)

@@ -47,17 +47,23 @@ def cli(verbose: bool) -> None:
     """Unsupervised salient-object detection from a pretrained GAN's latent directions."""
     logging.basicConfig(format="%(message)s")
     # Under torchrun only rank 0 reports progress (every rank with --verbose); others warn.
-    quiet = int(os.environ.get("RANK", "0")) > 0 and not verbose
+    quiet = launched_rank() > 0 and not verbose
     logging.getLogger("saliency").setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
+SET_OPTION = click.option("--set", "settings", multiple=True, metavar="SECTION.KEY=VALUE",
+                          help="Override any setting of the config (repeatable; the command's own options win).")
+
+
 def stage_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The options every stage command shares: run folder, config file, force."""
+    """The options every stage command shares: run folder, config file, ``--set`` (as ``settings``)
+    and force."""
 
     @click.option("--run", "run_dir", type=click.Path(path_type=Path), default=None,
                   help="Run folder (default runs/<run.name> from the config).")
     @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-                  help="Pipeline YAML; command options override it.")
+                  help="Pipeline YAML; --set and command options override it.")
+    @SET_OPTION
     @click.option("--force", is_flag=True, help="Redo the stage even when it is complete (the old one is kept "
                   "until the new one completes).")
     @functools.wraps(func)
@@ -67,15 +73,35 @@ def stage_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def resolve(config_path: Path | None, run_dir: Path | None, overrides: dict[str, Any]) -> tuple[Config, Path]:
-    """The config (file, then the command's options) and the run folder."""
-    config = load_config(config_path, overrides)
+def resolve(config_path: Path | None, run_dir: Path | None, overrides: dict[str, Any],
+            settings: tuple[str, ...] = ()) -> tuple[Config, Path]:
+    """The config (file, then ``--set`` ``settings``, then the command's own options) and the run folder."""
+    from saliency.config import parse_set_options
+
+    given = {key: value for key, value in overrides.items() if value is not None}
+    config = load_config(config_path, {**parse_set_options(settings), **given})
     return config, run_dir if run_dir is not None else Path("runs") / config.run.name
+
+
+def launched_rank() -> int:
+    """This process's rank under torchrun (0 outside it): only rank 0 prints results."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def inference_settings(config: Config, config_path: Path | None, settings: tuple[str, ...],
+                       **given: Any) -> dict[str, Any]:
+    """Each inference setting (activation, offset, flip) for a checkpoint: the command's option, else
+    the config's when one is given (a file or ``--set predict.*``), else ``None``: the checkpoint's own."""
+    from saliency.config import parse_set_options
+
+    configured = config_path is not None or any(key.startswith("predict.") for key in parse_set_options(settings))
+    return {key: value if value is not None else (getattr(config.predict, key) if configured else None)
+            for key, value in given.items()}
 
 
 def print_metrics(metrics: dict[str, Any]) -> None:
     """The stage's metrics, once (by rank 0 under torchrun)."""
-    if int(os.environ.get("RANK", "0")) > 0:
+    if launched_rank() > 0:
         return
     for key, value in metrics.items():
         if isinstance(value, float):
@@ -125,7 +151,8 @@ def data_command(name: str, source: Path | None) -> None:
 def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | None, predictions: Path | None,
                  baseline: str | None, checkpoint: Path | None, output: Path | None, activation: str | None,
                  offset: float | None, flip: bool | None, refine: str | None, device: str | None,
-                 run_dir: Path | None, config_path: Path | None, force: bool) -> None:
+                 run_dir: Path | None, config_path: Path | None, settings: tuple[str, ...],
+                     force: bool) -> None:
     """Score saliency predictions on a dataset (MAE, F-beta, S-, E-measure, IoU, accuracy)."""
     from saliency.config import dataset_names
     from saliency.distributed import resolve_device
@@ -138,21 +165,18 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
     overrides = {"eval.dataset": dataset, "eval.split": split, "eval.metrics": list(metrics) or None,
                  "run.device": device, "predict.activation": activation, "predict.offset": offset,
                  "predict.flip": flip, "predict.refine": refine}
-    config, run_dir = resolve(config_path, run_dir, overrides)
-    settings: dict[str, Any] = {}
+    config, run_dir = resolve(config_path, run_dir, overrides, settings)
+    source_settings: dict[str, Any] = {}
     source: PredictionSource
     if checkpoint is not None:
         from saliency.evaluation.checkpoint import CheckpointSource
 
         saved = (output.with_suffix("") if output is not None else run_dir / "eval") / "predictions"
-        # Each inference setting: the option, else the config file's, else the checkpoint's own.
-        given = {"activation": activation, "offset": offset, "flip": flip}
-        chosen = {key: value if value is not None else (getattr(config.predict, key) if config_path is not None else None)
-                  for key, value in given.items()}
+        chosen = inference_settings(config, config_path, settings, activation=activation, offset=offset, flip=flip)
         source = CheckpointSource(checkpoint, resolve_device(config.run.device), save_to=saved,
                                   precision=config.run.precision, **chosen)
         inputs = {"checkpoint": checkpoint}
-        settings = {key: "checkpoint's own" if value is None else value for key, value in chosen.items()}
+        source_settings = {key: "checkpoint's own" if value is None else value for key, value in chosen.items()}
     elif predictions is not None:
         source, inputs = FolderSource(predictions), {"predictions": predictions}
     elif baseline is not None:  # exactly one of the three is given (checked above)
@@ -163,7 +187,7 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
     made_here = beside_output is not None and not beside_output.exists()
     try:
         summary = run_eval(config.eval.dataset, config.eval.split, source, config.eval.metrics,
-                           run_dir=run_dir, output=output, force=force, inputs=inputs, settings=settings,
+                           run_dir=run_dir, output=output, force=force, inputs=inputs, settings=source_settings,
                            precision=config.run.precision, refinement=Refinement.of_config(config.predict))
     except UserError:
         if made_here and beside_output is not None:
@@ -191,19 +215,19 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
 @stage_options
 def train_unet_command(steps: int | None, batch_size: int | None, source: str | None, arch: str | None,
                        encoder: str | None, device: str | None, run_dir: Path | None, config_path: Path | None,
-                       force: bool) -> None:
+                       settings: tuple[str, ...], force: bool) -> None:
     """Train the U-Net on the synthetic pairs (stage 5)."""
     from saliency.segmentation.train import run_train_unet
 
     config, run_dir = resolve(config_path, run_dir, {
         "unet.steps": steps, "unet.batch_size": batch_size, "unet.source": source, "unet.arch": arch,
-        "unet.encoder": encoder, "run.device": device})
+        "unet.encoder": encoder, "run.device": device}, settings)
     print_metrics(run_train_unet(config, run_dir, config.run.device, force=force))
 
 
 @cli.command("run")
 @click.argument("pipeline", type=click.Path(path_type=Path))
-@click.option("--set", "settings", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a setting (repeatable).")
+@SET_OPTION
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), default=None,
               help="Run folder (default runs/<run.name>).")
 @click.option("--from", "first", default=None, help="First stage to run.")
@@ -212,13 +236,15 @@ def train_unet_command(steps: int | None, batch_size: int | None, source: str | 
 def run_command(pipeline: Path, settings: tuple[str, ...], run_dir: Path | None, first: str | None,
                 last: str | None, force: bool) -> None:
     """Run every stage of a pipeline YAML into one run folder (complete stages are skipped)."""
-    from saliency.config import dataset_names, parse_set_options
+    from saliency.config import dataset_names
     from saliency.datasets.heldout import evaluation_target
     from saliency.evaluation.stage import TABLE_FILE
     from saliency.pipeline import run_pipeline, select_stages
 
-    config, run_dir = resolve(pipeline, run_dir, parse_set_options(settings))
+    config, run_dir = resolve(pipeline, run_dir, {}, settings)
     results = run_pipeline(config, run_dir, select_stages(first, last), force=force)
+    if launched_rank() > 0:
+        return
     for name, metrics in results.items():
         click.echo(f"[{name}]")
         print_metrics(metrics)
@@ -249,19 +275,28 @@ def report_command(run_dir: Path) -> None:
               "(default: the checkpoint's own).")
 @click.option("--flip/--no-flip", default=None, help="Average with the mirrored image's prediction "
               "(default: the checkpoint's own).")
-@click.option("--refine", type=click.Choice(["none", "bilateral-solver"]), default="none", show_default=True,
-              help="Refine each map with its image as guide (the bilateral solver, default parameters).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option("--refine", type=click.Choice(["none", "bilateral-solver"]), default=None,
+              help="Refine each map with its image as guide (default: the config's predict.refine, else none; "
+                   "parameters: the config's predict.refine_* settings).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help="Default: the config's run.precision.")
+@click.option("--device", default=None, help="cpu, cuda or auto (default: the config's run.device).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="Pipeline YAML whose predict section (and run.precision, run.device) to use, as `saliency eval` "
+                   "does: the same config makes the maps eval scores.")
+@SET_OPTION
 def predict_command(checkpoint: Path, images: Path, out: Path, activation: str | None, offset: float | None,
-                    flip: bool | None, refine: str, precision: str, device: str) -> None:
+                    flip: bool | None, refine: str | None, precision: str | None, device: str | None,
+                    config_path: Path | None, settings: tuple[str, ...]) -> None:
     """Predict a saliency PNG per image (shorter side to the training size, foreground probability, original size)."""
     from saliency.distributed import resolve_device
     from saliency.segmentation.predict import predict_folder
     from saliency.segmentation.refine import Refinement
 
-    written = predict_folder(checkpoint, images, out, resolve_device(device), Refinement.named(refine),
-                             activation=activation, offset=offset, flip=flip, precision=precision)
+    config, _ = resolve(config_path, None, {"predict.refine": refine, "run.precision": precision,
+                                            "run.device": device}, settings)
+    chosen = inference_settings(config, config_path, settings, activation=activation, offset=offset, flip=flip)
+    written = predict_folder(checkpoint, images, out, resolve_device(config.run.device),
+                             Refinement.of_config(config.predict), precision=config.run.precision, **chosen)
     click.echo(f"wrote {written} predictions to {out}")
 
 
@@ -316,7 +351,8 @@ def discover_command(generator_name: str | None, weights: str | None, method: st
                      init: str | None, reconstructor: str | None, directions: int | None, steps: int | None,
                      batch_size: int | None,
                      lr: float | None, classes: str | None, import_path: str | None, seed: int | None,
-                     device: str | None, run_dir: Path | None, config_path: Path | None, force: bool) -> None:
+                     device: str | None, run_dir: Path | None, config_path: Path | None, settings: tuple[str, ...],
+                     force: bool) -> None:
     """Stage 1: discover K latent directions (launch with torchrun for several GPUs)."""
     from saliency.discovery.train import run_discover
 
@@ -325,7 +361,7 @@ def discover_command(generator_name: str | None, weights: str | None, method: st
                  "discover.directions": directions, "discover.steps": steps, "discover.batch_size": batch_size,
                  "discover.lr": lr, "discover.classes": parse_int_list(classes, "--classes"),
                  "discover.import_path": import_path, "discover.seed": seed, "run.device": device}
-    config, run_dir = resolve(config_path, run_dir, overrides)
+    config, run_dir = resolve(config_path, run_dir, overrides, settings)
     print_metrics(run_discover(config, run_dir, config.run.device, force=force))
 
 
@@ -341,7 +377,8 @@ def discover_command(generator_name: str | None, weights: str | None, method: st
 @stage_options
 def classes_command(dataset: str | None, split: str | None, classifier: str | None, classifier_weights: str | None,
                     fraction: float | None, select: str | None, generator_name: str | None, device: str | None,
-                    run_dir: Path | None, config_path: Path | None, force: bool) -> None:
+                    run_dir: Path | None, config_path: Path | None, settings: tuple[str, ...],
+                     force: bool) -> None:
     """Stage 3: choose the generator classes that fit a dataset (top-5 counts of an ImageNet classifier)."""
     from saliency.classes import run_classes
 
@@ -349,7 +386,7 @@ def classes_command(dataset: str | None, split: str | None, classifier: str | No
     overrides = {"classes.dataset": dataset, "classes.split": split, "classes.classifier": classifier,
                  "classes.classifier_weights": classifier_weights, "classes.fraction": fraction,
                  "classes.select": chosen, "generator.name": generator_name, "run.device": device}
-    config, run_dir = resolve(config_path, run_dir, overrides)
+    config, run_dir = resolve(config_path, run_dir, overrides, settings)
     print_metrics(run_classes(config, run_dir, config.run.device, force=force))
 
 
@@ -358,9 +395,6 @@ def classes_command(dataset: str | None, split: str | None, classifier: str | No
 @click.option("--n", type=int, default=None, help="Accepted image/mask pairs to write.")
 @click.option("--generator", "generator_name", default=None, help="Registered generator.")
 @click.option("--weights", default=None, help="Weights path, 'random', or none for the published weights.")
-@click.option("--direction", type=int, default=None, help="Override rank's choice: index of a discovered direction.")
-@click.option("--sign", type=click.Choice(["1", "-1"]), default=None, help="Override rank's sign.")
-@click.option("--shift", type=float, default=None, help="Override rank's shift length.")
 @click.option("--mask-mode", default=None, help="intensity (paper), diff (authors' code), lighting or mean_thr "
               "(BigBiGAN follow-up).")
 @click.option("--threshold", type=float, default=None, help="Brightness threshold of the mask rule (0.95).")
@@ -370,18 +404,16 @@ def classes_command(dataset: str | None, split: str | None, classifier: str | No
 @click.option("--device", default=None, help="cpu, cuda or auto.")
 @stage_options
 def synth_dataset_command(dataset: str | None, n: int | None, generator_name: str | None, weights: str | None,
-                          direction: int | None, sign: str | None, shift: float | None, mask_mode: str | None,
-                          threshold: float | None, shard_size: int | None, batch_size: int | None, seed: int | None,
-                          device: str | None, run_dir: Path | None, config_path: Path | None, force: bool) -> None:
-    """Stage 4: write filtered image/mask pairs in shards (launch with torchrun for several GPUs)."""
+                          mask_mode: str | None, threshold: float | None, shard_size: int | None,
+                          batch_size: int | None, seed: int | None, device: str | None, run_dir: Path | None,
+                          config_path: Path | None, settings: tuple[str, ...], force: bool) -> None:
+    """Stage 4: write filtered image/mask pairs in shards along rank's choice (launch with torchrun for several GPUs)."""
     from saliency.synthesis.stage import run_synth
 
     overrides = {"classes.dataset": dataset, "synth.n": n, "generator.name": generator_name,
-                 "generator.weights": weights, "synth.direction": direction,
-                 "synth.sign": None if sign is None else int(sign), "synth.shift": shift,
-                 "synth.mask_mode": mask_mode, "synth.threshold": threshold, "synth.shard_size": shard_size,
-                 "synth.batch_size": batch_size, "synth.seed": seed, "run.device": device}
-    config, run_dir = resolve(config_path, run_dir, overrides)
+                 "generator.weights": weights, "synth.mask_mode": mask_mode, "synth.threshold": threshold,
+                 "synth.shard_size": shard_size, "synth.batch_size": batch_size, "synth.seed": seed, "run.device": device}
+    config, run_dir = resolve(config_path, run_dir, overrides, settings)
     print_metrics(run_synth(config, run_dir, config.run.device, force=force))
 
 
@@ -390,19 +422,19 @@ def synth_dataset_command(dataset: str | None, n: int | None, generator_name: st
 @click.option("--top", type=int, default=None, help="Directions (best by DVN) tested for background removal.")
 @click.option("--direction", type=int, default=None, help="Override the choice: index of a discovered direction.")
 @click.option("--sign", type=click.Choice(["1", "+1", "-1"]), default=None, help="Override the choice's sign.")
-@click.option("--magnitude", type=float, default=None, help="Override the choice's shift magnitude (rank.magnitude; "
-                                                                "rank.shift is DVN's shift length).")
+@click.option("--magnitude", type=float, default=None, help="Fix the shift magnitude the choice is made at and synthesis "
+                                                                "uses (rank.magnitude; rank.shift is DVN's shift length).")
 @click.option("--seed", type=int, default=None)
 @click.option("--device", default=None, help="cpu, cuda or auto.")
 @stage_options
 def rank_command(real: str | None, top: int | None, direction: int | None, sign: str | None, magnitude: float | None,
                  seed: int | None, device: str | None, run_dir: Path | None, config_path: Path | None,
-                 force: bool) -> None:
+                 settings: tuple[str, ...], force: bool) -> None:
     """Stage 2: rank directions by DVN and choose the background-removal direction, sign and shift."""
     from saliency.ranking.stage import run_rank
 
     overrides = {"rank.real": real, "rank.top": top, "rank.direction": direction,
                  "rank.sign": None if sign is None else int(sign), "rank.magnitude": magnitude, "rank.seed": seed,
                  "run.device": device}
-    config, run_dir = resolve(config_path, run_dir, overrides)
+    config, run_dir = resolve(config_path, run_dir, overrides, settings)
     print_metrics(run_rank(config, run_dir, config.run.device, force=force))

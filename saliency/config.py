@@ -82,7 +82,8 @@ class DiscoverConfig:
     optimize_steps: int = _opt(200, min=0, help="method optimize: its own step count (hundreds, not 1e5)")
     optimize_lr: float = _opt(0.05, min=0.0, help="method optimize: Adam's learning rate on the direction")
     optimize_surround: float = _opt(0.8, min=0.0, max=1.4, help="method optimize: pixels farther than this from the "
-                                    "centre (in half-widths) count as background")
+                                    "centre (in half-widths) count as background, those nearer than a quarter of it "
+                                    "as object (whitening them costs)")
     optimize_weight: float = _opt(2.0, min=0.0, help="method optimize: weight of the penalty on pixels that "
                                   "change without turning white")
     rca_samples: int = _opt(1024, min=1, help="fresh pairs on which the final RCA is measured")
@@ -101,14 +102,16 @@ class RankConfig:
     top: int | None = _opt(None, min=1, help="directions (best by DVN) checked for the background-removal "
                                                 "effect; null = every direction")
     mask_samples: int = _opt(256, min=1)
-    direction: int | None = _opt(None, min=0, help="override: direction index")
-    sign: int | None = _opt(None, min=-1, max=1, help="override: +1 or -1")
+    direction: int | None = _opt(None, min=0, help="override of the choice: a discovered direction's index (the "
+                                 "one place a direction is given; synthesis uses rank's choice)")
+    sign: int | None = _opt(None, min=-1, max=1, help="override of the choice: +1 or -1")
     seed: int | None = _opt(None, min=0, help=SEED_HELP)
     dvn_resolution: int = _opt(32, min=32, help="DVN classifier input size (LeNet's 32 px)")
     dvn_chunk: int = _opt(32, min=1, help="directions whose DVN classifiers train together (memory)")
     mask_shifts: list[float] = _opt([6.0, 12.0, 26.0], help="shift magnitudes tried per candidate, in units of the "
                                     "direction's stored length (masks by the synth section's rule)")
-    magnitude: float | None = _opt(None, min=0.0, help="override: shift magnitude (with direction/sign)")
+    magnitude: float | None = _opt(None, min=0.0, help="the shift magnitude the choice is made at and synthesis "
+                                   "uses (the authors' 26 for BigGAN); null = the best of mask_shifts")
     batch_size: int = _opt(64, min=1, help="generator batch")
 
 
@@ -134,20 +137,16 @@ class SynthConfig:
         "intensity", help="intensity (paper), diff (authors' code), lighting / mean_thr (BigBiGAN follow-up)")
     components: bool = _opt(False, help="keep the connected components larger than 0.2 x the largest (BigBiGAN code)")
     histogram: bool = _opt(False, help="keep samples whose shifted image's histogram has >= 2 maxima (BigBiGAN code)")
-    shift: float | None = _opt(None, min=0.0, help="null = the shift chosen by rank (in units of the "
-                                                   "direction's stored length)")
     batch_size: int = _opt(32, min=1)
     shard_size: int = _opt(1000, min=1)
     seed: int | None = _opt(None, min=0, help=SEED_HELP)
-    direction: int | None = _opt(None, min=0, help="override: index of a discovered direction; null = rank's choice")
-    sign: Literal[-1, 1] | None = _opt(None, help="override: +1 or -1; null = rank's sign (+1 with a given direction)")
     area_bounds: Literal["inclusive", "strict"] = _opt("inclusive", help="area in [min, max] (paper) or strictly between (code)")
 
 
 @dataclass
 class UnetConfig:
-    source: Literal["shards", "online"] = _opt("shards", help="the synth stage's pairs, or pairs made on the fly "
-                                               "(authors' code)")
+    source: Literal["shards", "online"] = _opt("online", help="online: pairs made on the fly, never stored (the "
+                                               "authors' code); shards: the synth stage's pairs on disk")
     arch: Literal["classic", "smp"] = _opt("classic", help="classic: the authors' U-Net (milesial layout); smp: a "
                                            "segmentation-models-pytorch U-Net on unet.encoder")
     width: int = _opt(64, min=1, help="classic U-Net's first width (authors: 64; then x2, x4, x8, x8)")
@@ -257,6 +256,10 @@ def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None
     return apply_overrides(config, overrides or {})
 
 
+# Settings that moved: the old name gets one line saying where it went.
+MOVED_KEYS = {"synth.direction": "rank.direction", "synth.sign": "rank.sign", "synth.shift": "rank.magnitude"}
+
+
 def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
     if not isinstance(raw, dict):
         raise UserError(f"{source}: the top level must be a mapping of sections ({_names(Config)})")
@@ -334,6 +337,9 @@ def _build_section(cls: type, values: dict[str, Any], section: str, source: str)
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in values.items():
+        if (moved := MOVED_KEYS.get(f"{section}.{key}")) is not None:
+            raise UserError(f"{source}: {section}.{key} is now {moved} (rank's choice is the one place the background "
+                            f"direction, sign and shift are given); rename it")
         if key not in fields:
             raise UserError(f"{source}: unknown key {section}.{key}; allowed: {_names(cls)}")
         kwargs[key] = _coerce(value, hints[key], f"{section}.{key}", fields[key].metadata, source)

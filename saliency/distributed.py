@@ -8,8 +8,9 @@ uses nccl on CUDA and gloo on CPU, so the multi-process path can be tested witho
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
-from typing import ContextManager
+from typing import Any, Callable, ContextManager, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -19,6 +20,11 @@ from saliency.errors import UserError
 
 DEVICE_NAMES = ("cpu", "cuda", "auto")
 PRECISIONS = ("fp32", "bf16")
+# How long a rank waits in a collective: a stage that runs on rank 0 alone (rank, classes, eval)
+# keeps the others waiting for as long as it takes, minutes on a GPU, far longer on a CPU.
+COLLECTIVE_TIMEOUT = datetime.timedelta(hours=12)
+
+T = TypeVar("T")
 
 
 def launched() -> bool:
@@ -36,9 +42,9 @@ def init(device: torch.device) -> bool:
     if not launched():
         return False
     if device.type == "cuda":
-        dist.init_process_group(backend="nccl", device_id=device)
+        dist.init_process_group(backend="nccl", device_id=device, timeout=COLLECTIVE_TIMEOUT)
     else:
-        dist.init_process_group(backend="gloo")
+        dist.init_process_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
     return True
 
 
@@ -49,7 +55,11 @@ def shutdown() -> None:
 
 
 def rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
+    """This process's rank; before the process group exists, the launcher's word for it (a run
+    folder's lock is taken before any stage joins the group, and must be taken by rank 0 alone)."""
+    if dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ["RANK"]) if launched() else 0
 
 
 def world_size() -> int:
@@ -69,6 +79,32 @@ def is_writer() -> bool:
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
+
+
+def on_writer(work: Callable[[], T], device: torch.device | None = None) -> T:
+    """``work()`` on rank 0 alone, its result (or its failure) handed to every rank.
+
+    For stages whose work is one process (rank, classes, eval): under torchrun the other ranks wait
+    for rank 0 instead of racing it for the run folder, then go on with its metrics, so ``saliency
+    run`` stays in step. Joins the process group first (gloo unless ``device`` is a GPU).
+    """
+    if not launched():
+        return work()
+    init(device if device is not None else torch.device("cpu"))
+    outcome: list[Any] = [None]
+    failure: BaseException | None = None
+    if is_writer():
+        try:
+            outcome[0] = ("complete", work())
+        except BaseException as error:  # noqa: BLE001 - reported to the other ranks, then re-raised
+            outcome[0], failure = ("failed", f"{type(error).__name__}: {error}"), error
+    dist.broadcast_object_list(outcome, src=0)
+    if failure is not None:
+        raise failure
+    status, value = outcome[0]
+    if status != "complete":
+        raise UserError(f"rank 0 failed ({value}); see its message above")
+    return value
 
 
 def resolve_device(name: str | torch.device) -> torch.device:

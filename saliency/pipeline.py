@@ -56,14 +56,18 @@ def run_pipeline(cfg: Config, run_dir: Path, stages: list[str], force: bool = Fa
     """Run ``stages`` in order; ``force`` redoes them. Returns each stage's metrics."""
     run_dir = Path(run_dir)
     # Held across all stages, so no other process slips into the folder between two of them.
-    with run_lock(run_dir) if distributed.is_writer() else contextlib.nullcontext():
-        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    # Rank 0 alone under torchrun (each rank knows its rank from the launcher before any stage joins
+    # the process group).
+    writer = distributed.is_writer()
+    with run_lock(run_dir) if writer else contextlib.nullcontext():
+        if writer:
+            atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
         results: dict[str, dict[str, Any]] = {}
         for name in stages:
             started = time.time()
             log.info("== %s ==", name)
             results[name] = stage_function(name)(cfg, run_dir, cfg.run.device, force=force)
             log.info("%s: %.1f s", name, time.time() - started)
-        if distributed.is_writer():
+        if writer:
             log.info("report: %s", build_report(run_dir))
     return results

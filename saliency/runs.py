@@ -28,9 +28,12 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from saliency.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("saliency")
 
@@ -243,6 +246,10 @@ class Stage:
     seed: int | None = None
     inputs: dict[str, Path] = field(default_factory=dict)
     precision: str = "fp32"  # run.precision: recorded in the manifest, part of what "the same run" means
+    # Config entries ("section.key") an interrupted or complete attempt may differ in and still have
+    # its files reused: the stage's body checks itself what it keeps (synth keeps full shards when
+    # only synth.n grows). Every other difference starts the stage over.
+    reusable_across: tuple[str, ...] = ()
     _input_hashes: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -263,14 +270,25 @@ class Stage:
     def output_hashes(self) -> dict[str, str]:
         return folder_hashes(self.dir, skip=(MANIFEST, LOG))
 
-    def matches(self, manifest: dict[str, Any] | None) -> bool:
-        """``manifest`` records a complete stage with this config, seed, precision and inputs."""
-        if manifest is None or manifest.get("status") != "complete":
+    def resume_key(self) -> dict[str, Any]:
+        """What files must have been made from to be reused: the config (less ``reusable_across``),
+        seed, precision and the inputs' content. Training checkpoints carry it too."""
+        return {"config": _without(self.config, self.reusable_across), "seed": self.seed,
+                "precision": self.precision, "inputs": self.input_hashes()}
+
+    def same_work(self, manifest: dict[str, Any] | None) -> bool:
+        """``manifest`` (complete or not) records work with this :meth:`resume_key`: what an
+        interrupted attempt left may be resumed only then."""
+        if manifest is None:
             return False
-        return (_canonical(manifest.get("config")) == _canonical(self.config)
-                and manifest.get("inputs") == self.input_hashes()
-                and manifest.get("precision", "fp32") == self.precision
-                and manifest.get("seed") == self.seed)
+        recorded = {"config": _without(manifest.get("config"), self.reusable_across), "seed": manifest.get("seed"),
+                    "precision": manifest.get("precision", "fp32"), "inputs": manifest.get("inputs")}
+        return _canonical(recorded) == _canonical(self.resume_key())
+
+    def matches(self, manifest: dict[str, Any] | None) -> bool:
+        """``manifest`` records a complete stage with this config (all of it), seed, precision and inputs."""
+        return (manifest is not None and manifest.get("status") == "complete" and self.same_work(manifest)
+                and _canonical(manifest.get("config")) == _canonical(self.config))
 
     def completed_metrics(self) -> dict[str, Any] | None:
         """The recorded metrics when this stage already completed with the same config and inputs
@@ -328,14 +346,29 @@ def _seconds_spent(stage_dir: Path, previous: dict[str, Any]) -> float:
 
 
 def run_stage(stage: Stage, body: Callable[[Stage], dict[str, Any]], force: bool = False,
-              is_writer: bool = True) -> dict[str, Any]:
+              every_rank: bool = False, device: torch.device | None = None) -> dict[str, Any]:
     """Run ``body(stage)`` inside the stage's bookkeeping and return its metrics.
 
-    Skips a complete stage with the same config and inputs and verified outputs. ``force`` moves a
-    complete stage aside and deletes it only once the new one completes; otherwise an interrupted
-    stage's files stay, so ``body`` can resume from its checkpoints. Only the writer process
-    (rank 0 under torchrun) touches the folder's bookkeeping and holds the run lock.
+    Skips a complete stage with the same config and inputs and verified outputs. ``force``, or a
+    stage folder made from another config, seed or inputs, moves a complete stage aside (deleted
+    only once the new one completes) or deletes an unfinished one; an interrupted attempt at the
+    same work stays, so ``body`` can resume from its checkpoints.
+
+    Under torchrun, an ``every_rank`` stage runs ``body`` in every process (it splits its work by
+    rank) and only rank 0 touches the bookkeeping and holds the run lock; any other stage runs on
+    rank 0 alone while the other ranks wait for its metrics (``device``: where the process group
+    talks, as :func:`saliency.distributed.on_writer`).
     """
+    from saliency import distributed  # here: reading run folders (the report, --help) needs no torch
+
+    if every_rank:
+        metrics = _run_held(stage, body, force, distributed.is_writer())
+        distributed.barrier()  # rank 0 has recorded the stage complete before any rank reads it as an input
+        return metrics
+    return distributed.on_writer(lambda: _run_held(stage, body, force, True), device)
+
+
+def _run_held(stage: Stage, body: Callable[[Stage], dict[str, Any]], force: bool, is_writer: bool) -> dict[str, Any]:
     with run_lock(stage.run_dir) if is_writer else contextlib.nullcontext():
         return _run_locked(stage, body, force, is_writer)
 
@@ -353,7 +386,13 @@ def _run_locked(stage: Stage, body: Callable[[Stage], dict[str, Any]], force: bo
     if not force and (metrics := stage.completed_metrics()) is not None:
         log.info("%s: complete with the same config and inputs, skipped (use --force to redo)", stage.name)
         return metrics
-    if force and is_writer and stage.dir.exists():
+    # What is there is redone from scratch when forced, or when it was made from another config, seed
+    # or inputs: neither its checkpoints nor its outputs may leak into the new result. Only an
+    # interrupted attempt at this very work (or a complete one whose outputs were damaged) resumes.
+    stale = force or not stage.same_work(read_manifest(stage.dir))
+    if stale and is_writer and stage.dir.exists():
+        if not force:
+            log.info("%s: %s was made from another config, seed or inputs; starting over", stage.name, stage.dir)
         if aside is None and _is_complete(stage.dir):
             os.replace(stage.dir, stage.aside_dir)  # kept until the new stage completes
             aside = stage.aside_dir
@@ -415,6 +454,18 @@ def stage_log(path: Path) -> Iterator[None]:
         log.removeHandler(handler)
         handler.close()
         log.setLevel(previous_level)
+
+
+def _without(config: Any, dotted: tuple[str, ...]) -> Any:
+    """``config`` with the ``section.key`` entries in ``dotted`` left out."""
+    if not dotted or not isinstance(config, dict):
+        return config
+    trimmed = {name: dict(value) if isinstance(value, dict) else value for name, value in config.items()}
+    for entry in dotted:
+        section, _, key = entry.partition(".")
+        if isinstance(trimmed.get(section), dict):
+            trimmed[section].pop(key, None)
+    return trimmed
 
 
 def _canonical(obj: Any) -> str:

@@ -43,8 +43,12 @@ class Stream(enum.IntEnum):
     HELDOUT = 16  # held-out generator samples a run is scored on when its dataset is missing
 
 
-# The stages that draw random numbers, each with its own seed derived from run.seed.
-SEEDED_STAGES = ("discover", "rank", "synth", "unet")
+# The stages that draw random numbers, each with the fixed key its seed is derived from run.seed by.
+# A key is a stage's for good: a new stage takes the next unused number (never a position in a list,
+# which would reseed every stage after the one inserted), and a removed stage's key is not reused.
+# Keys from 1000 up: apart from every Stream id.
+STAGE_SEED_KEYS: dict[str, int] = {"discover": 1_000, "rank": 1_001, "synth": 1_002, "unet": 1_003}
+SEEDED_STAGES = tuple(STAGE_SEED_KEYS)
 
 
 def seeded_rng(seed: int, *key: int) -> torch.Generator:
@@ -58,10 +62,10 @@ def seeded_rng(seed: int, *key: int) -> torch.Generator:
 
 def stage_seed(run_seed: int, stage: str) -> int:
     """The seed of ``stage`` in a run seeded ``run_seed``: independent of every other stage's."""
-    if stage not in SEEDED_STAGES:
-        raise ValueError(f"no seed for stage {stage!r}; seeded stages: {', '.join(SEEDED_STAGES)}")
-    # Keys from 1000 up: apart from every Stream id. Below 2**31: every seed API takes it.
-    return derive_seed(run_seed, 1_000 + SEEDED_STAGES.index(stage)) % 2**31
+    if stage not in STAGE_SEED_KEYS:
+        raise ValueError(f"no seed for stage {stage!r}; seeded stages: {', '.join(STAGE_SEED_KEYS)}")
+    # Below 2**31: every seed API takes it.
+    return derive_seed(run_seed, STAGE_SEED_KEYS[stage]) % 2**31
 
 
 def derive_seed(seed: int, *key: int) -> int:

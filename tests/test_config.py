@@ -9,6 +9,8 @@ import pytest
 from saliency.config import dump_config, load_config, parse_set_options
 from saliency.errors import UserError
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def test_defaults_are_the_papers() -> None:
     config = load_config()
@@ -54,3 +56,11 @@ def test_set_options_parse() -> None:
     assert parse_set_options(("discover.steps=5", "run.name=a=b")) == {"discover.steps": "5", "run.name": "a=b"}
     with pytest.raises(UserError, match="SECTION.KEY=VALUE"):
         parse_set_options(("steps",))
+
+
+def test_the_unet_trains_on_pairs_made_on_the_fly_by_default_as_in_the_authors_code() -> None:
+    """docs/method.md §4 and §9: the authors' code makes the pairs inside U-Net training and never
+    stores them; that is the default, and the synth stage's shards are the switch."""
+    assert load_config().unet.source == "online"
+    method = (REPO / "docs" / "method.md").read_text()
+    assert "on the fly (`unet.source: online`, the default) | `unet.source: shards` |" in method

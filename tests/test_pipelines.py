@@ -52,11 +52,11 @@ def test_pipelines_follow_the_sources() -> None:
     """The settings docs/method.md gives for each paper pipeline, as the YAML resolves them."""
     paper = load_config(PIPELINES / "biggan-ecssd.yaml")
     assert (paper.discover.init, paper.discover.classes, paper.discover.directions) == ("random", [239], 120)
-    assert (paper.rank.top, paper.synth.mask_mode, paper.synth.shift) == (None, "intensity", 26.0)
+    assert (paper.rank.top, paper.synth.mask_mode, paper.rank.magnitude) == (None, "intensity", 26.0)
     assert (paper.unet.arch, paper.unet.source, paper.unet.temperature) == ("classic", "online", 10.0)
     assert (paper.predict.activation, paper.run.precision) == ("sigmoid-logit", "fp32")
     follow_up = load_config(PIPELINES / "bigbigan-ecssd.yaml")
-    assert (follow_up.generator.name, follow_up.discover.method, follow_up.synth.shift) == ("bigbigan-128", "import", 5.0)
+    assert (follow_up.generator.name, follow_up.discover.method, follow_up.rank.magnitude) == ("bigbigan-128", "import", 5.0)
     rule = follow_up.synth
     assert (rule.mask_mode, rule.min_area, rule.max_area, rule.area_bounds, rule.components, rule.histogram) == (
         "lighting", None, 0.5, "strict", True, True)

@@ -32,13 +32,24 @@ NOT_ARTIFACTS = {MANIFEST, LOG}  # times and log lines differ between any two ru
 TEXT_SUFFIXES = (".json", ".jsonl", ".csv", ".yaml", ".txt")
 
 
-def _command(run_dir: Path, dataset: Path, until: str) -> list[str]:
-    settings = {**SETTINGS, "eval.dataset": str(dataset)}
+def _command(run_dir: Path, dataset: Path, until: str, **changes: object) -> list[str]:
+    """`saliency run` of the small quickstart into ``run_dir`` up to ``until``, with ``changes``
+    ("section.key" written section__key) to its settings."""
+    settings = {**SETTINGS, "eval.dataset": str(dataset), **{k.replace("__", "."): v for k, v in changes.items()}}
     return [sys.executable, "-m", "saliency", "run", str(REPO / "pipelines" / "quickstart.yaml"), "--run", str(run_dir),
             "--until", until, *[f"--set={key}={value}" for key, value in settings.items()]]
 
 
-def _artifacts(run_dir: Path, stage: str) -> dict[str, object]:
+def ecssd_slice(ecssd_root: Path, dataset: Path, n: int = 24) -> Path:
+    """The first ``n`` real ECSSD pairs as a folder dataset (eval's images in these small runs)."""
+    for source, folder in (("images", "images"), ("ground_truth_mask", "masks")):
+        (dataset / folder).mkdir(parents=True)
+        for path in sorted((ecssd_root / source).iterdir())[:n]:
+            shutil.copy(path, dataset / folder / path.name)
+    return dataset
+
+
+def stage_artifacts(run_dir: Path, stage: str) -> dict[str, object]:
     """Every result file of ``stage``: its SHA-256, with the run folder's own path masked in text
     files (eval records which model.pt it scored); a training checkpoint's loaded contents (after a
     resume torch.save may lay out the same tensors in another order inside its zip)."""
@@ -89,11 +100,7 @@ def _kill_during(command: list[str], stage_dir: Path, delay: float, env: dict[st
 
 @pytest.mark.slow(minutes=2.4)
 def test_kill_9_at_random_points_then_resume_gives_the_same_artifacts(ecssd_root: Path, tmp_path: Path) -> None:
-    dataset = tmp_path / "ecssd-24"  # eval's images: a slice of the real data
-    for source, folder in (("images", "images"), ("ground_truth_mask", "masks")):
-        (dataset / folder).mkdir(parents=True)
-        for path in sorted((ecssd_root / source).iterdir())[:24]:
-            shutil.copy(path, dataset / folder / path.name)
+    dataset = ecssd_slice(ecssd_root, tmp_path / "ecssd-24")  # eval's images: a slice of the real data
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     reference = tmp_path / "reference"
     done = subprocess.run(_command(reference, dataset, "eval"), env=env, capture_output=True, text=True, timeout=900)
@@ -114,5 +121,5 @@ def test_kill_9_at_random_points_then_resume_gives_the_same_artifacts(ecssd_root
             assert status == "running", f"{stage}: a kill {delay} s into an attempt found it {status} ({seconds} s in all)"
         resumed = subprocess.run(_command(run_dir, dataset, stage), env=env, capture_output=True, text=True, timeout=900)
         assert resumed.returncode == 0, resumed.stderr[-2000:]
-        assert _artifacts(run_dir, stage) == _artifacts(reference, stage), f"{stage}: killed at {kills} s"
+        assert stage_artifacts(run_dir, stage) == stage_artifacts(reference, stage), f"{stage}: killed at {kills} s"
         assert not list((run_dir / stage).rglob("*.tmp")) and (run_dir / LOCK).is_file()

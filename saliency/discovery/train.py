@@ -167,13 +167,16 @@ def run_discover(cfg: Config, run_dir: Path, device: str | torch.device, force: 
         inputs["import"] = Path(cfg.discover.import_path)
     if cfg.generator.weights and Path(cfg.generator.weights).is_file():
         inputs["weights"] = Path(cfg.generator.weights)
+    # A longer run continues a shorter one: a checkpoint stays valid when only the length of the
+    # run, the checkpoint spacing or the size of the final RCA measurement changed.
     stage = Stage(run_dir, "discover", config=section, seed=cfg.seed_of("discover"), inputs=inputs,
-                  precision=cfg.run.precision)
-    body = functools.partial(_discover, cfg=cfg, device=device, section=section)
-    return run_stage(stage, body, force=force, is_writer=distributed.is_writer())
+                  precision=cfg.run.precision, reusable_across=("discover.steps", "discover.optimize_steps",
+                                                                "discover.checkpoint_every", "discover.rca_samples"))
+    body = functools.partial(_discover, cfg=cfg, device=device)
+    return run_stage(stage, body, force=force, every_rank=True)
 
 
-def _discover(stage: Stage, cfg: Config, device: torch.device, section: dict[str, Any]) -> dict[str, Any]:
+def _discover(stage: Stage, cfg: Config, device: torch.device) -> dict[str, Any]:
     distributed.barrier()  # rank 0 has cleared the stage folder (--force) before anyone reads it
     options, seed = cfg.discover, cfg.seed_of("discover")
     generator = generators.load(cfg.generator.name, weights=cfg.generator.weights, device=device,
@@ -194,13 +197,8 @@ def _discover(stage: Stage, cfg: Config, device: torch.device, section: dict[str
                              batch_size=options.batch_size, lr=options.optimize_lr if optimizing else options.lr,
                              seed=seed, classes=options.classes, truncation=cfg.generator.truncation,
                              checkpoint_every=options.checkpoint_every)
-    # A checkpoint stays valid when only the length of the run, the checkpoint spacing or the
-    # size of the final RCA measurement changed.
-    fingerprint = {**section, "precision": cfg.run.precision,
-                   "discover": {key: value for key, value in section["discover"].items()
-                                if key not in ("steps", "optimize_steps", "checkpoint_every", "rca_samples")}}
     history = train(generator, deformator, reconstructor, objective, settings, device,
-                    checkpoint=stage.dir / CHECKPOINT, fingerprint=fingerprint, precision=cfg.run.precision,
+                    checkpoint=stage.dir / CHECKPOINT, fingerprint=stage.resume_key(), precision=cfg.run.precision,
                     compile=cfg.run.compile)
     rca = None
     if reconstructor is not None and settings.steps > 0:

@@ -10,8 +10,9 @@ z, so directions can be discovered through it):
   clutter (occluding discs of power-law sizes, the standard model of natural-image occlusion), a
   colour, an illumination gradient, a distractor blob, and defocus blur of all of it;
 - one object: a smooth random silhouette per class (radial harmonics, or a two-part body), its
-  own texture, parts of a second colour, rounded shading and a lit side, placed off-centre (up to
-  the frame's edge) at many sizes;
+  own texture, parts of a second colour, rounded shading and a lit side, placed off-centre (its
+  centre within an eighth of the frame's width of the middle, so only the largest reach the frame's
+  edge) at many sizes;
 - global lighting, then the background's whitening, last and on the background only.
 
 As in the toy world, z ~ N(0, I) is mixed by a fixed seeded orthogonal matrix into named factors,

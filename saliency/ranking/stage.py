@@ -2,9 +2,10 @@
 
 Reads the discovered directions and real images (``rank.real``); writes the choice file (see
 :mod:`saliency.ranking.artifacts`), ``rank/dvn.png`` and ``rank/candidates/*.png``. Every input is
-checked before any file is written. ``rank.direction`` / ``rank.sign`` / ``rank.magnitude``
-override the choice; the scores are computed and written all the same, the overridden direction
-and magnitude added to the candidates when they are not among them. DVN moves along the unit
+checked before any file is written. ``rank.direction`` / ``rank.sign`` override the choice and
+``rank.magnitude`` fixes the shift it is made at (the one place these are given: synthesis uses the
+choice); the scores are computed and written all the same, the overridden direction and magnitude
+added to the candidates when they are not among them. DVN moves along the unit
 columns by a length (docs/method.md §2); the effect check and the choice move along each direction
 at its stored length (1, or a published vector's own) by a magnitude, with the synth section's mask
 rule (docs/method.md §4). A deformator's bias or non-linear part, when the file has one, is not used.
@@ -60,7 +61,7 @@ def run_rank(cfg: Config, run_dir: Path, device: str | torch.device, force: bool
     stage = Stage(run_dir, "rank", config=section, seed=cfg.seed_of("rank"), inputs=inputs, precision=cfg.run.precision)
     # The generator (a download, perhaps) is loaded only when the stage has work to do.
     body = functools.partial(_rank, cfg=cfg, device=device, found=found, masks=masks)
-    return run_stage(stage, body, force=force)
+    return run_stage(stage, body, force=force, device=device)
 
 
 def check_options(options: RankConfig, rule: SynthConfig) -> None:
@@ -71,8 +72,6 @@ def check_options(options: RankConfig, rule: SynthConfig) -> None:
         raise UserError(f"rank.mask_shifts = {options.mask_shifts}: give one or more positive magnitudes")
     if options.magnitude is not None and options.magnitude <= 0:
         raise UserError(f"rank.magnitude = {options.magnitude} (--magnitude): give a positive shift length")
-    if rule.shift is not None and rule.shift <= 0:
-        raise UserError(f"synth.shift = {rule.shift}: give a positive shift (or null for rank's choice)")
     if rule.min_area is not None and rule.min_area > rule.max_area:
         raise UserError(f"synth.min_area = {rule.min_area} is above synth.max_area = {rule.max_area}")
 
@@ -85,9 +84,8 @@ def dvn_settings(options: RankConfig, precision: str = "fp32") -> DVNSettings:
 
 def mask_settings(options: RankConfig, rule: SynthConfig, precision: str = "fp32") -> MaskSettings:
     """The candidates' test with exactly the mask rule and filters synthesis will use (the synth
-    section); an overridden magnitude, and the synth section's fixed shift, join the configured ones."""
-    fixed = {value for value in (options.magnitude, rule.shift) if value is not None}
-    magnitudes = set(options.mask_shifts) | fixed
+    section); a fixed magnitude joins the configured ones."""
+    magnitudes = set(options.mask_shifts) | ({options.magnitude} if options.magnitude is not None else set())
     return MaskSettings(magnitudes=tuple(sorted(magnitudes)), samples=options.mask_samples,
                         rule=MaskRule.from_config(rule), batch_size=options.batch_size, precision=precision)
 
@@ -102,7 +100,7 @@ def candidate_directions(dvn: torch.Tensor, top: int | None, override: int | Non
 
 
 def _rank(stage: Stage, cfg: Config, device: torch.device, found: Directions, masks: MaskSettings) -> dict[str, Any]:
-    options, truncation, synth_shift = cfg.rank, cfg.generator.truncation, cfg.synth.shift
+    options, truncation = cfg.rank, cfg.generator.truncation
     seed = cfg.seed_of("rank")
     generator = generators.load(cfg.generator.name, weights=cfg.generator.weights, device=device,
                                 **cfg.generator.options).requires_grad_(False)
@@ -120,10 +118,9 @@ def _rank(stage: Stage, cfg: Config, device: torch.device, found: Directions, ma
     rng = seeded_rng(seed, Stream.RANK_MASK)
     z, classes = generator.sample_z(masks.samples, rng, truncation), generator.sample_classes(masks.samples, rng)
     candidates = score_candidates(generator, vectors, indices, dvn, z, classes, masks, progress=True)
-    # With synth.shift fixed (the authors' 26 for BigGAN), direction and sign are chosen at that shift.
-    at_shift = options.magnitude if options.magnitude is not None else synth_shift
-    best = choose(candidates, options.direction, options.sign, at_shift)
-    overridden = any(value is not None for value in (options.direction, options.sign, options.magnitude))
+    # With the magnitude fixed (the authors' 26 for BigGAN), direction and sign are chosen at that shift.
+    best = choose(candidates, options.direction, options.sign, options.magnitude)
+    overridden = options.direction is not None or options.sign is not None
     choice = Choice(best.direction, best.sign, best.shift, found.vectors[:, best.direction], overridden)
     top_mean = dvn_top(dvn, DVN_TOP)
     save_rank(stage.dir / RANK_FILE, {

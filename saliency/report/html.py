@@ -22,6 +22,7 @@ from saliency.classes import read_classes
 from saliency.config import METRIC_NAMES
 from saliency.datasets import resolve
 from saliency.errors import UserError
+from saliency.evaluation.published import FLOOR_MAE, MEASURED_BASELINES, PUBLISHED
 from saliency.evaluation.stage import (
     METRICS_FILE,
     PREDICTIONS_FOLDER,
@@ -49,37 +50,6 @@ TOP_CANDIDATES = 8
 METRIC_LABELS = {"mae": "MAE", "max_fbeta": "max Fβ", "mean_fbeta": "mean Fβ", "s_measure": "S-measure",
                  "e_measure": "E-measure", "iou": "IoU", "accuracy": "accuracy"}
 
-
-@dataclass(frozen=True)
-class Published:
-    """Figures a paper reports on a dataset (docs/method.md §6, §7), to set beside a run's."""
-
-    method: str
-    source: str
-    values: dict[str, float]
-    dataset: str = "ecssd"
-
-
-FLOOR_MAE = 0.2485  # docs/method.md §6: an all-zero prediction on the ECSSD test split
-
-PUBLISHED = (
-    Published("Voynov & Babenko, BigGAN", "Voynov & Babenko 2020 (the paper reproduced)", {"mae": 0.099}),
-    Published("BigBiGAN", "Voynov et al. 2021, Big GANs Are Watching You",
-              {"max_fbeta": 0.782, "iou": 0.672, "accuracy": 0.899}),
-    Published("BigBiGAN, encoder latents", "Voynov et al. 2021, with encoder-embedded latents",
-              {"max_fbeta": 0.797, "iou": 0.684, "accuracy": 0.906}),
-    Published("TokenCut", "FOUND, CVPR 2023, Table 2", {"max_fbeta": 0.803, "iou": 0.712}),
-    Published("SelfMask", "FOUND, CVPR 2023, Table 2", {"iou": 0.781}),
-    Published("FOUND", "FOUND, CVPR 2023, Table 2", {"iou": 0.807}),
-    Published("baseline zeros", "measured: `saliency eval --baseline zeros` on the ECSSD test split",
-              {"mae": FLOOR_MAE, "max_fbeta": 0.294, "iou": 0.0, "accuracy": 0.752}),
-    Published("baseline center", "measured: `saliency eval --baseline center` (a centred Gaussian) on the ECSSD "
-              "test split", {"mae": 0.322, "max_fbeta": 0.542, "iou": 0.391, "accuracy": 0.774}),
-    Published("BigBiGAN", "Voynov et al. 2021, Big GANs Are Watching You", {"max_fbeta": 0.608, "iou": 0.498,
-                                                                         "accuracy": 0.878}, "duts-te"),
-    Published("BigBiGAN", "Voynov et al. 2021, Big GANs Are Watching You", {"max_fbeta": 0.549, "iou": 0.453,
-                                                                         "accuracy": 0.856}, "dut-omron"),
-)
 
 # Paper figures quoted beside a stage's own (docs/method.md §1, §2).
 PAPER_RCA = "paper, BigGAN: 0.85; random directions 0.76; coordinate axes 0.66"
@@ -357,9 +327,9 @@ def _floor_check(results: dict[str, Any]) -> str:
                        f"than predicting no object anywhere")]
     else:
         parts = [f"<p>MAE {_fmt(mae)} is below the all-zero floor {FLOOR_MAE} ({100 * mae / FLOOR_MAE:.0f} % of it).</p>"]
-    for baseline in (p for p in PUBLISHED if p.method.startswith("baseline")):
-        shared = [m for m in baseline.values if m in metrics]
-        lost = [METRIC_LABELS[m] for m in shared if not _beats(m, metrics[m], baseline.values[m])]
+    for baseline in MEASURED_BASELINES:
+        shared = [m for m in baseline.metrics if m in metrics]
+        lost = [METRIC_LABELS[m] for m in shared if not _beats(m, metrics[m], baseline.metrics[m])]
         verdict = f"loses on {', '.join(lost)}" if lost else "beats it on every metric"
         parts.append(f"<p>Against {_e(baseline.method)}: {verdict}.</p>")
     return "".join(parts)
@@ -373,14 +343,15 @@ def _comparison(metrics: dict[str, Any], dataset: str) -> str:
     """This run's metrics beside every figure published on its dataset, one row per metric, then the
     published figures on the other benchmarks (where this run has none)."""
     parts = []
-    for name in [dataset, *dict.fromkeys(p.dataset for p in PUBLISHED if p.dataset != dataset)]:
-        published = [p for p in PUBLISHED if p.dataset == name]
+    quoted = (*PUBLISHED, *MEASURED_BASELINES)
+    for name in [dataset, *dict.fromkeys(p.dataset for p in quoted if p.dataset != dataset)]:
+        published = [p for p in quoted if p.dataset == name]
         own = metrics if name == dataset else {}
-        names = [m for m in METRIC_NAMES if m in own or any(m in p.values for p in published)]
+        names = [m for m in METRIC_NAMES if m in own or any(m in p.metrics for p in published)]
         if not names:
             continue
         header = ["metric", "better", "this run", *(p.method for p in published)]
-        rows = [[METRIC_LABELS[m], _better(m), _fmt(own.get(m)), *(_fmt(p.values.get(m)) for p in published)]
+        rows = [[METRIC_LABELS[m], _better(m), _fmt(own.get(m)), *(_fmt(p.metrics.get(m)) for p in published)]
                 for m in names]
         sources = "".join(f"<li>{_e(p.method)}: {_e(p.source)}</li>" for p in published)
         parts.append(f"<h4>{_e(name)}</h4>" + _table(header, rows, emphasis_column=2)

@@ -27,7 +27,7 @@ from saliency.datasets.io import list_images
 from saliency.distributed import autocast
 from saliency.errors import UserError
 from saliency.images import decode_gray, encode_png, read_image, resize, uint8_to_signed, unit_to_uint8
-from saliency.runs import atomic_write_bytes
+from saliency.runs import atomic_write_bytes, atomic_write_json, read_json_file, sha256_file
 from saliency.segmentation.model import load_unet
 from saliency.segmentation.refine import Refinement
 
@@ -135,11 +135,40 @@ class Predictor:
         return predict_image(self.model, image, self.device, self.inference)
 
 
+PREDICTIONS_RECORD = "predictions.json"  # in a predict --out folder: what made its maps
+
+
+def predictions_record(checkpoint: Path, inference: Inference, refinement: Refinement | None) -> dict[str, Any]:
+    """What makes a folder's maps: the checkpoint's content and every inference and refinement setting."""
+    return {"checkpoint_sha256": sha256_file(checkpoint), "inference": dataclasses.asdict(inference),
+            "refine": refinement.settings() if refinement is not None else {"name": "none"}}
+
+
+def claim_folder(out: Path, record: dict[str, Any]) -> None:
+    """Make ``out`` the folder of maps made as ``record`` says: a new or empty folder is recorded; one
+    whose maps were made so already is resumed (its maps kept); maps made otherwise, or by an unknown
+    hand, are never mixed with new ones (one line, and nothing written)."""
+    out = Path(out)
+    path = out / PREDICTIONS_RECORD
+    maps = list(out.glob("*.png")) if out.is_dir() else []
+    if path.is_file():
+        recorded = read_json_file(path, "record of predictions", f"remove {path} and the maps beside it")
+        if recorded != record:
+            changed = sorted(key for key in record if recorded.get(key) != record[key])
+            raise UserError(f"{out} holds maps made with another {' and '.join(changed)}; give another --out "
+                            f"folder (or empty this one) rather than mix them")
+    elif maps:
+        raise UserError(f"{out} holds {len(maps)} PNG maps that saliency predict did not record making; give "
+                        f"another --out folder (or empty this one) rather than mix them")
+    atomic_write_json(path, record)
+
+
 def predict_folder(checkpoint: Path, images: Path, out: Path, device: str | torch.device = "cpu",
                    refinement: Refinement | None = None, **overrides: Any) -> int:
-    """An 8-bit PNG per image of ``images`` into ``out`` (existing predictions are kept: resumable);
-    ``overrides`` change the checkpoint's inference settings (see :class:`Predictor`); an active
-    ``refinement`` refines each saved map with its image (:mod:`.refine`)."""
+    """An 8-bit PNG per image of ``images`` into ``out``; ``overrides`` change the checkpoint's
+    inference settings (see :class:`Predictor`); an active ``refinement`` refines each saved map with
+    its image (:mod:`.refine`). ``out`` records what made its maps (``predictions.json``): an
+    interrupted call with the same checkpoint and settings resumes, any other is refused."""
     if not Path(images).is_dir():
         raise UserError(f"image folder {images} not found")
     files = list_images(images)
@@ -148,6 +177,7 @@ def predict_folder(checkpoint: Path, images: Path, out: Path, device: str | torc
     if refinement is not None:
         refinement.check()
     predictor = Predictor(checkpoint, device, **overrides)
+    claim_folder(Path(out), predictions_record(Path(checkpoint), predictor.inference, refinement))
     written = 0
     for stem, path in tqdm(sorted(files.items()), desc="predicting", unit="img"):
         target = Path(out) / f"{stem}.png"

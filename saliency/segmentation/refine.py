@@ -13,8 +13,23 @@ the call fails with "needs to be compiled with EIGEN" (checked on opencv-contrib
 position, luma and chroma), its bistochastized blur, and a Jacobi-preconditioned conjugate-gradient
 solve in grid space, as the paper describes (§3-4).
 
-Refinement acts on the 8-bit map that is saved and scored, so ``saliency predict --refine`` writes
-exactly what ``saliency eval`` scores with refinement.
+It follows the reference solver step for step: the one of Barron & Poole's notebook that TokenCut
+and FOUND ship (``bilateral_solver.py``), so that maps refined here are refined as theirs are. With
+uniform confidence the two agree within 1e-4 on real ECSSD images (tests/segmentation/test_refine.py
+checks this against an independent reference; before, they differed by up to 0.77 per pixel). It
+takes the JPEG (JFIF) RGB->YCbCr matrix, not OpenCV's YUV; grid coordinates truncated, not rounded
+(a grey pixel's chroma, 128, lies exactly on a cell boundary, so the colour transform is a float64
+matrix product as in the reference: summed in another order, some land in the next cell); and the
+degrees recomputed from the final bistochastic scale, so each row of the smoothness term sums
+to zero. CG starts from each cell's mean target and stops on the reference's rule (scipy's ``cg``).
+Beyond the reference: the ``certainty`` confidence, a zero start where no pixel of a cell is
+trusted (the reference divides by zero there), and the map clipped to [0, 1] (the exact solution
+lies within the target's range; 25 CG steps may overshoot by a hair, and the map is saved as an
+8-bit probability).
+
+Refinement acts on the 8-bit map that is saved and scored, so ``saliency predict`` writes exactly the
+refined maps ``saliency eval`` scores when both run with the same ``predict.refine*`` settings (the
+defaults when ``predict`` is given no config).
 """
 
 from __future__ import annotations
@@ -22,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
 from saliency.config import PredictConfig
@@ -31,6 +45,10 @@ from saliency.images import resize
 
 BISTOCHASTIC_ITERATIONS = 10  # the paper's normalisation converges in a few
 DIAGONAL_FLOOR = 1e-5  # keeps the Jacobi preconditioner finite where a cell has no confidence
+CG_TOLERANCE = 1e-5  # the reference's: stop once the residual is this fraction of the right-hand side's norm
+# Full-range (JPEG/JFIF) RGB -> YCbCr, the coefficients the reference uses; chroma is offset to [0, 255].
+YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+YCBCR_OFFSET = np.array([0.0, 128.0, 128.0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,11 +130,12 @@ class BilateralGrid:
     @classmethod
     def of_image(cls, image: np.ndarray, sigma_spatial: float, sigma_luma: float, sigma_chroma: float) -> "BilateralGrid":
         height, width = image.shape[:2]
-        yuv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2YUV).reshape(-1, 3).astype(np.float64)
+        ycbcr = image.reshape(-1, 3).astype(np.float64) @ YCBCR.T + YCBCR_OFFSET
         ys, xs = np.mgrid[:height, :width]
-        scaled = np.column_stack([xs.ravel() / sigma_spatial, ys.ravel() / sigma_spatial, yuv[:, 0] / sigma_luma,
-                                  yuv[:, 1] / sigma_chroma, yuv[:, 2] / sigma_chroma])
-        coordinates = np.rint(scaled).astype(np.int64)
+        scaled = np.column_stack([xs.ravel() / sigma_spatial, ys.ravel() / sigma_spatial, ycbcr[:, 0] / sigma_luma,
+                                  ycbcr[:, 1] / sigma_chroma, ycbcr[:, 2] / sigma_chroma])
+        # Cells are the integer parts (a pixel belongs to the cell whose lower corner it passes).
+        coordinates = np.floor(scaled).astype(np.int64)
         coordinates -= coordinates.min(axis=0)
         # One integer key per cell; the base leaves room for a neighbour one past either end of an
         # axis, so stepping along one axis never lands on another cell's key.
@@ -149,26 +168,32 @@ def bilateral_solver(refinement: Refinement, probability: np.ndarray, image: np.
     target = probability.astype(np.float64).ravel()
     confidence = CONFIDENCES[refinement.confidence](probability).astype(np.float64).ravel()
     counts = grid.splat(np.ones_like(target))
-    # Bistochastize: scale the blur so that every cell's row sums to its pixel count.
+    # Bistochastize: scale the blur so that every cell's row sums to its pixel count...
     scale = np.ones(grid.cells)
     for _ in range(BISTOCHASTIC_ITERATIONS):
         scale = np.sqrt(scale * counts / grid.blur(scale))
+    # ...and take the degrees from the scale reached, so the smoothness term's rows sum to exactly zero
+    # (a constant map costs nothing) however far the iterations went.
+    degree = scale * grid.blur(scale)
     cell_confidence = grid.splat(confidence)
     smoothness = refinement.smoothness
 
     def system(x: np.ndarray) -> np.ndarray:
-        return smoothness * (counts * x - scale * grid.blur(scale * x)) + cell_confidence * x
+        return smoothness * (degree * x - scale * grid.blur(scale * x)) + cell_confidence * x
 
     rhs = grid.splat(confidence * target)
-    diagonal = np.maximum(smoothness * (counts - len(grid.neighbours) * scale ** 2) + cell_confidence, DIAGONAL_FLOOR)
-    solution = rhs / np.maximum(cell_confidence, DIAGONAL_FLOOR)
-    solution = conjugate_gradient(system, rhs, solution, 1.0 / diagonal, refinement.iterations)
+    diagonal = np.maximum(smoothness * (degree - len(grid.neighbours) * scale ** 2) + cell_confidence, DIAGONAL_FLOOR)
+    # Start from each cell's confidence-weighted mean target (zero where no pixel of it is trusted).
+    start = np.divide(rhs, cell_confidence, out=np.zeros_like(rhs), where=cell_confidence > 0)
+    solution = conjugate_gradient(system, rhs, start, 1.0 / diagonal, refinement.iterations)
     return np.clip(solution[grid.cell_of_pixel], 0.0, 1.0).reshape(probability.shape).astype(np.float32)
 
 
 def conjugate_gradient(system: Callable[[np.ndarray], np.ndarray], rhs: np.ndarray, start: np.ndarray,
-                       inverse_diagonal: np.ndarray, iterations: int, tolerance: float = 1e-5) -> np.ndarray:
-    """Jacobi-preconditioned conjugate gradient for a symmetric positive-definite ``system``."""
+                       inverse_diagonal: np.ndarray, iterations: int, tolerance: float = CG_TOLERANCE) -> np.ndarray:
+    """Jacobi-preconditioned conjugate gradient for a symmetric positive-definite ``system``: at most
+    ``iterations`` steps, fewer once the residual's norm is below ``tolerance`` times the right-hand
+    side's (scipy's ``cg`` rule with ``rtol``, which the reference calls)."""
     x = start.copy()
     residual = rhs - system(x)
     z = inverse_diagonal * residual
@@ -176,7 +201,7 @@ def conjugate_gradient(system: Callable[[np.ndarray], np.ndarray], rhs: np.ndarr
     rz = residual @ z
     stop = tolerance * max(float(np.linalg.norm(rhs)), 1e-12)
     for _ in range(iterations):
-        if np.linalg.norm(residual) <= stop:
+        if np.linalg.norm(residual) < stop:
             break
         applied = system(direction)
         step = rz / (direction @ applied)

@@ -31,7 +31,7 @@ from saliency.config import Config
 from saliency.datasets import PairFolder, resolve
 from saliency.datasets.heldout import evaluation_target
 from saliency.errors import UserError
-from saliency.runs import MANIFEST, Stage, load_torch_file, read_manifest, run_stage
+from saliency.runs import Stage, load_torch_file, read_manifest, run_stage
 from saliency.seeding import Stream, derive_seed
 from saliency.segmentation.augment import Augmenter
 from saliency.segmentation.model import MODEL_FILE, UnetSpec, build_unet, save_unet
@@ -227,20 +227,23 @@ def run_train_unet(cfg: Config, run_dir: Path, device: str | torch.device, force
     section = {"unet": dataclasses.asdict(cfg.unet), "eval": {"dataset": cfg.eval.dataset, "split": cfg.eval.split}}
     inputs: dict[str, Path] = {}
     if pairs is None and cfg.unet.source == "shards":
-        inputs = {"pairs": Path(run_dir) / "synth" / MANIFEST}
+        from saliency.synthesis.shards import SHARDS_DIR
+
+        # The pairs' content (not the synth manifest, whose times differ between equal runs).
+        inputs = {"pairs": Path(run_dir) / "synth" / SHARDS_DIR}
     elif pairs is None:  # online: the pairs are made from the generator, the direction and the classes
         from saliency.synthesis.stage import direction_inputs
 
         section.update(generator=dataclasses.asdict(cfg.generator), synth=dataclasses.asdict(cfg.synth))
-        inputs = {"classes": Path(run_dir) / "classes" / CLASSES_FILE, **direction_inputs(cfg, Path(run_dir))}
-    stage = Stage(run_dir, "unet", config=section, seed=cfg.seed_of("unet"), inputs=inputs, precision=cfg.run.precision)
-    body = functools.partial(_train_stage, cfg=cfg, run_dir=Path(run_dir), device=device, section=section,
-                             pairs=pairs)
-    return run_stage(stage, body, force=force, is_writer=distributed.is_writer())
+        inputs = {"classes": Path(run_dir) / "classes" / CLASSES_FILE, **direction_inputs(Path(run_dir))}
+    # A longer training continues a shorter one (and a changed checkpoint spacing or loader count resumes).
+    stage = Stage(run_dir, "unet", config=section, seed=cfg.seed_of("unet"), inputs=inputs, precision=cfg.run.precision,
+                  reusable_across=("unet.steps", "unet.checkpoint_every", "unet.workers", "unet.channels_last"))
+    body = functools.partial(_train_stage, cfg=cfg, run_dir=Path(run_dir), device=device, pairs=pairs)
+    return run_stage(stage, body, force=force, every_rank=True)
 
 
-def _train_stage(stage: Stage, cfg: Config, run_dir: Path, device: torch.device, section: dict[str, Any],
-                 pairs: Dataset | None) -> dict[str, Any]:
+def _train_stage(stage: Stage, cfg: Config, run_dir: Path, device: torch.device, pairs: Dataset | None) -> dict[str, Any]:
     options = cfg.unet
     if pairs is None:
         pairs = synthetic_pairs(cfg, run_dir, device)
@@ -262,10 +265,7 @@ def _train_stage(stage: Stage, cfg: Config, run_dir: Path, device: torch.device,
                             options.temperature, seed, options.checkpoint_every, options.eval_every,
                             options.workers, cfg.run.precision, options.augment, options.ema,
                             options.channels_last, cfg.run.compile)
-    fingerprint = {**{k: v for k, v in section["unet"].items()
-                      if k not in ("steps", "checkpoint_every", "workers", "channels_last")},
-                   "precision": cfg.run.precision}
-    history, checks = train_unet(model, pairs, settings, device, stage.dir / CHECKPOINT, fingerprint,
+    history, checks = train_unet(model, pairs, settings, device, stage.dir / CHECKPOINT, stage.resume_key(),
                                  monitor=monitor)
     if distributed.is_writer():
         save_unet(model, stage.dir / MODEL_FILE, spec, {"step": len(history.rows), "resolution": resolution,

@@ -88,7 +88,7 @@ def shard_draws(sampler: PairSampler, shard: int) -> Iterator[Draw]:
             raise UserError(f"synth: only {kept_total} of {index} samples pass the {rule.mode} rule's filters (area "
                             f"within [{rule.min_area or 0}, {rule.max_area}], mean area {area_total / index:.2f}): the "
                             f"direction, sign or shift does not separate object and background; check `saliency "
-                            f"rank`'s choice or synth.direction/sign/shift/threshold")
+                            f"rank`'s choice (rank.direction/sign/magnitude override it) or synth.threshold")
 
 
 def shard_counts(n: int, shard_size: int) -> list[int]:

@@ -1,8 +1,8 @@
 """Stage 4: the synthetic dataset of image/mask pairs under ``runs/NAME/synth`` (docs/method.md §4).
 
-Reads the classes chosen for the dataset (stage 3) and the background direction,
-its sign and shift length (``saliency rank``'s choice, or ``synth.direction`` — a column of
-the discovered directions — with ``synth.sign`` and ``synth.shift``), then writes the shards of
+Reads the classes chosen for the dataset (stage 3) and the background direction, its sign and
+shift length (``saliency rank``'s choice, the one place they are decided or overridden:
+``rank.direction``, ``rank.sign``, ``rank.magnitude``), then writes the shards of
 :mod:`saliency.synthesis.shards`. Under torchrun each rank writes its own shards and rank 0 the
 summary files; an interrupted run resumes at the first missing shard and produces the same bytes.
 """
@@ -26,7 +26,6 @@ from tqdm import tqdm
 from saliency import distributed, generators
 from saliency.classes import CLASSES_FILE, ChosenClasses, load_classes
 from saliency.config import Config
-from saliency.discovery.artifacts import DIRECTIONS_FILE, load_directions
 from saliency.errors import UserError
 from saliency.generators.base import Generator
 from saliency.masks import MaskRule
@@ -57,41 +56,21 @@ class BackgroundShift:
     source: str
 
 
-def direction_inputs(cfg: Config, run_dir: Path) -> dict[str, Path]:
+def direction_inputs(run_dir: Path) -> dict[str, Path]:
     """The earlier stage's file the direction is read from (for the manifest's input hashes)."""
-    if cfg.synth.direction is not None:
-        return {"directions": Path(run_dir) / "discover" / DIRECTIONS_FILE}
     return {"rank": Path(run_dir) / "rank" / RANK_FILE}
 
 
-def background_shift(cfg: Config, run_dir: Path, generator: Generator) -> BackgroundShift:
-    """The direction, sign and shift length for the masks.
-
-    ``synth.direction`` unset: ``saliency rank``'s choice, with ``synth.sign`` / ``synth.shift``
-    overriding its sign / shift when set. ``synth.direction`` set: that column of
-    the discovered directions at its stored length, sign ``synth.sign`` (default +1), shift
-    ``synth.shift`` (required); rank's choice, made for another direction, is not used.
-    """
-    options = cfg.synth
-    if options.direction is None:
-        path = direction_inputs(cfg, run_dir)["rank"]
-        if not path.is_file():
-            raise UserError(f"synth: no background direction chosen ({path} missing): run `saliency rank --run "
-                            f"{run_dir}`, or set synth.direction (the index of a discovered direction) and synth.shift")
-        choice = load_choice(path, dim_z=generator.dim_z)
-        sign, shift = options.sign or choice.sign, options.shift if options.shift is not None else choice.shift
-        return BackgroundShift(choice.vector, sign * shift, f"rank: direction {choice.direction}, sign {sign:+d}")
-    found = load_directions(direction_inputs(cfg, run_dir)["directions"], dim_z=generator.dim_z,
-                            generator=cfg.generator.name)
-    if options.direction >= found.count:
-        raise UserError(f"synth.direction = {options.direction}, but discover found {found.count} directions "
-                        f"(0..{found.count - 1}); pick one of those")
-    if options.shift is None:
-        raise UserError("synth.direction is set but synth.shift is not: set the shift length "
-                        "(the authors' code uses 26 for BigGAN)")
-    sign = options.sign or 1
-    return BackgroundShift(found.vectors[:, options.direction], sign * options.shift,
-                           f"discover column {options.direction}, sign {sign:+d}")
+def background_shift(run_dir: Path, generator: Generator) -> BackgroundShift:
+    """The direction, sign and shift length for the masks: ``saliency rank``'s choice (automatic, or
+    as ``rank.direction`` / ``rank.sign`` / ``rank.magnitude`` override it)."""
+    path = direction_inputs(run_dir)["rank"]
+    if not path.is_file():
+        raise UserError(f"synth: no background direction chosen ({path} missing): run `saliency rank --run {run_dir}` "
+                        f"(--direction, --sign and --magnitude override its choice)")
+    choice = load_choice(path, dim_z=generator.dim_z)
+    return BackgroundShift(choice.vector, choice.sign * choice.shift,
+                           f"rank: direction {choice.direction}, sign {choice.sign:+d}")
 
 
 def check_classes(chosen: ChosenClasses, generator: Generator, generator_name: str) -> None:
@@ -140,7 +119,7 @@ def prepare_sampler(cfg: Config, run_dir: Path, device: torch.device,
                                 **cfg.generator.options)
     distributed.broadcast_module(generator.requires_grad_(False))
     check_classes(chosen, generator, cfg.generator.name)
-    shift = background_shift(cfg, run_dir, generator)
+    shift = background_shift(run_dir, generator)
     return build_sampler(cfg, generator, chosen, shift, device), shift
 
 
@@ -158,10 +137,11 @@ def run_synth(cfg: Config, run_dir: Path, device: str | torch.device, force: boo
     chosen = load_classes(run_dir, cfg.classes.dataset)
     section = {"synth": dataclasses.asdict(cfg.synth), "generator": dataclasses.asdict(cfg.generator),
                "dataset": cfg.classes.dataset}
-    inputs = {"classes": Path(run_dir) / "classes" / CLASSES_FILE, **direction_inputs(cfg, run_dir)}
-    stage = Stage(run_dir, "synth", config=section, seed=cfg.seed_of("synth"), inputs=inputs, precision=cfg.run.precision)
+    inputs = {"classes": Path(run_dir) / "classes" / CLASSES_FILE, **direction_inputs(run_dir)}
+    stage = Stage(run_dir, "synth", config=section, seed=cfg.seed_of("synth"), inputs=inputs, precision=cfg.run.precision,
+                  reusable_across=("synth.n",))  # a grown dataset keeps its full shards (keep_or_clear checks the plan)
     body = functools.partial(_synth, cfg=cfg, device=device, chosen=chosen)
-    return run_stage(stage, body, force=force, is_writer=distributed.is_writer())
+    return run_stage(stage, body, force=force, every_rank=True)
 
 
 class FirstPairClock:

@@ -91,6 +91,19 @@ def test_objects_are_off_centre_at_many_sizes(scene: ToyScene, batch) -> None:
     assert float((centre_x - 0.5).abs().quantile(0.75)) > 0.05, "not always centred"
 
 
+def test_objects_near_the_middle_and_only_large_ones_reach_the_frame_edge(scene: ToyScene, batch) -> None:
+    """As the module says: centres within an eighth of the frame's width of the middle, so an object
+    touches the frame's rim only when it is large (about a fifth of them: 0.15-0.25 over seeds 1-3)."""
+    z, classes = batch
+    masks = (scene.object_mask(z, classes) > MASK_THRESHOLD)[:, 0]
+    rim = torch.ones(64, 64, dtype=torch.bool)
+    rim[1:-1, 1:-1] = False
+    touching = (masks & rim).flatten(1).any(1)
+    area = masks.float().flatten(1).mean(1)
+    assert 0.05 < float(touching.float().mean()) < 0.4
+    assert float(area[touching].median()) > 1.5 * float(area[~touching].median())
+
+
 def test_background_texture_has_a_natural_spectrum(scene: ToyScene) -> None:
     """Power falling about as 1/f² with frequency, as in photographs (a slope between -3 and -1)."""
     z = z_with(scene, bg_texture=3.0, bg_blur=-3.0, bg_clutter=-3.0, bg_saturation=-3.0, obj_scale=-6.0,

@@ -270,3 +270,24 @@ def test_refined_eval_shows_both_columns_and_the_per_dataset_table(full_run: Pat
     _, cells = table_cells(rows)
     assert [row[2] for row in cells][:2] == ["ours", "ours + refinement"]
     assert (folder / "per_image.unrefined.csv").is_file()
+
+
+def test_the_report_and_eval_table_quote_the_same_published_figures(full_run: Path) -> None:
+    """One table of published figures: every figure the eval stage's table.md sets beside ours is in
+    the report's comparison under the same name, and the report quotes no published figure the table
+    lacks (the measured baselines aside, which are not published)."""
+    import html
+
+    from saliency.evaluation.published import MEASURED_BASELINES
+    from saliency.evaluation.stage import format_table
+
+    table = format_table([{"dataset": name, "split": "test", "images": 3, "metrics": SUMMARY}
+                          for name in ("ecssd", "duts-te", "dut-omron")])
+    quoted = {(line.split(" | ")[0].strip("| "), line.split(" | ")[2].removesuffix(" (published)"))
+              for line in table.splitlines() if "(published)" in line}
+    page = html.unescape(build_report(full_run).read_text(encoding="utf-8"))
+    start = page.index("Metrics and published numbers")
+    comparison = page[start:page.index("<h2", start)]
+    headers = set(re.findall(r"<th>([^<]+)</th>", comparison)) - {"metric", "better", "this run", "package versions"}
+    assert {method for _, method in quoted} == headers - {baseline.method for baseline in MEASURED_BASELINES}
+    assert len(quoted) >= 10 and {"TokenCut + bilateral solver", "Voynov et al. 2021, BigBiGAN, encoder latents"} <= headers

@@ -106,7 +106,7 @@ def test_predict_and_eval_checkpoint_commands(run_cli, checkpoint: Path, ecssd_r
     out = tmp_path / "pred"
     result = run_cli("predict", "--checkpoint", checkpoint, "--images", subset / "images", "--out", out)
     assert result.code == 0, result.err
-    assert sorted(p.name for p in out.iterdir()) == ["0501.png", "0502.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["0501.png", "0502.png", "predictions.json"]
     result = run_cli("eval", "--checkpoint", checkpoint, "--dataset", subset, "--run", tmp_path / "run")
     assert result.code == 0, result.err
     metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())["metrics"]
@@ -145,7 +145,53 @@ def test_predict_refine_writes_what_eval_scores_refined(run_cli, checkpoint: Pat
                      "--refine", "bilateral-solver")
     assert result.code == 0, result.err
     stage = tmp_path / "run" / "eval"
-    stems = sorted(p.name for p in out.iterdir())
+    stems = sorted(p.name for p in out.glob("*.png"))
     assert stems == sorted(p.name for p in (stage / "refined").iterdir()) and len(stems) == 3
     assert all((out / name).read_bytes() == (stage / "refined" / name).read_bytes() for name in stems)
     assert any((out / name).read_bytes() != (stage / "predictions" / name).read_bytes() for name in stems)
+
+
+def test_predict_with_a_config_writes_what_eval_with_that_config_scores(run_cli, checkpoint: Path, tiny_dataset: Path,
+                                                                         tmp_path: Path) -> None:
+    """Not only at the default settings: `predict --config` takes the config's refinement parameters
+    and inference settings, as `eval --config` does, so the same config gives the same maps."""
+    config = tmp_path / "c.yaml"
+    config.write_text("predict: {refine: bilateral-solver, refine_sigma_spatial: 6, refine_smoothness: 16, flip: true}\n")
+    out = tmp_path / "refined"
+    result = run_cli("predict", "--checkpoint", checkpoint, "--images", tiny_dataset / "images", "--out", out,
+                     "--config", config)
+    assert result.code == 0, result.err
+    result = run_cli("eval", "--checkpoint", checkpoint, "--dataset", tiny_dataset, "--run", tmp_path / "run",
+                     "--config", config)
+    assert result.code == 0, result.err
+    refined = tmp_path / "run" / "eval" / "refined"
+    stems = sorted(p.name for p in out.glob("*.png"))
+    assert len(stems) == 3 and all((out / name).read_bytes() == (refined / name).read_bytes() for name in stems)
+    default = tmp_path / "default"
+    assert run_cli("predict", "--checkpoint", checkpoint, "--images", tiny_dataset / "images", "--out", default,
+                   "--refine", "bilateral-solver").code == 0
+    assert any((default / name).read_bytes() != (out / name).read_bytes() for name in stems)
+
+
+def test_predict_never_mixes_maps_made_otherwise(run_cli, checkpoint: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    """A folder of maps records what made them: the same call resumes, another checkpoint or setting
+    is refused with one line, and nothing in the folder changes."""
+    out, images = tmp_path / "maps", tiny_dataset / "images"
+    assert run_cli("predict", "--checkpoint", checkpoint, "--images", images, "--out", out).code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (out / "0001.png").unlink()  # as an interrupted call leaves it
+    again = run_cli("predict", "--checkpoint", checkpoint, "--images", images, "--out", out)
+    assert again.code == 0 and "wrote 1 predictions" in again.out
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    for options, named in ((["--refine", "bilateral-solver"], "refine"), (["--flip"], "inference"),
+                           (["--offset", "0.5"], "inference")):
+        refused = run_cli("predict", "--checkpoint", checkpoint, "--images", images, "--out", out, *options)
+        assert refused.code == 2 and f"holds maps made with another {named}" in refused.err.strip(), refused.err
+        assert len(refused.err.strip().splitlines()) == 1
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "0001.png").write_bytes(before["0001.png"])
+    refused = run_cli("predict", "--checkpoint", checkpoint, "--images", images, "--out", foreign)
+    assert refused.code == 2 and "did not record making" in refused.err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in foreign.iterdir()) == ["0001.png"]

@@ -31,8 +31,7 @@ from saliency.synthesis.shards import ShardDataset
 from saliency.synthesis.stage import online_pairs, run_synth
 
 N, SHARD_SIZE, BATCH = 60, 20, 16
-SETTINGS = {"generator.name": "toyworld", "synth.n": N, "synth.shard_size": SHARD_SIZE, "synth.batch_size": BATCH,
-            "synth.direction": 0, "synth.shift": 6.0}
+SETTINGS = {"generator.name": "toyworld", "synth.n": N, "synth.shard_size": SHARD_SIZE, "synth.batch_size": BATCH}
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +43,14 @@ def background(generator: generators.Generator) -> torch.Tensor:
     return generator.factor_directions[:, generator.factor_names.index("bg_white")].clone()
 
 
-def make_run(run_dir: Path, column: torch.Tensor) -> Path:
-    """A run folder as `classes` (all toy shapes, for ecssd) and `discover` (one direction) leave it."""
+def make_run(run_dir: Path, column: torch.Tensor, sign: int = 1) -> Path:
+    """A run folder as `classes` (all toy shapes, for ecssd), `discover` (one direction) and `rank`
+    (that direction, ``sign``, shift 6) leave it."""
     save_classes(run_dir / "classes" / "classes.json",
                  ChosenClasses(dataset="ecssd", select="all", ids=list(range(8)), names=[str(i) for i in range(8)]))
     save_directions(run_dir / "discover" / "directions.pt",
                     Directions(directions=column[:, None], method="true", deformator="fixed", generator="toyworld"))
+    save_rank(run_dir / "rank" / "rank.json", {}, Choice(direction=0, sign=sign, shift=6.0, vector=column))
     return run_dir
 
 
@@ -115,7 +116,7 @@ def test_area_filter_keeps_exactly_the_samples_in_range(toyworld) -> None:
 
 def test_stage_writes_the_dataset_and_skips_when_done(run_cli, toy_run: Path, caplog) -> None:
     args = ["synth-dataset", "--run", toy_run, "--dataset", "ecssd", "--generator", "toyworld", "--n", "50",
-            "--shard-size", "20", "--direction", "0", "--shift", "6"]
+            "--shard-size", "20"]
     result = run_cli(*args)
     assert result.code == 0, result.err
     synth = toy_run / "synth"
@@ -136,12 +137,9 @@ def test_stage_writes_the_dataset_and_skips_when_done(run_cli, toy_run: Path, ca
 
 
 def test_classes_missing_for_the_dataset_names_the_command(run_cli, toy_run: Path) -> None:
-    result = run_cli("synth-dataset", "--run", toy_run, "--dataset", "duts", "--generator", "toyworld",
-                     "--direction", "0", "--shift", "6")
+    result = run_cli("synth-dataset", "--run", toy_run, "--dataset", "duts", "--generator", "toyworld")
     assert result.code == 2 and f"saliency classes --run {toy_run} --dataset duts" in result.err
     assert not (toy_run / "synth").exists()
-    result = run_cli("synth-dataset", "--run", toy_run, "--generator", "toyworld", "--direction", "3", "--shift", "6")
-    assert result.code == 2 and "synth.direction = 3" in result.err
 
 
 def test_kill_and_resume_gives_the_same_bytes(toy_run: Path, reference: dict[str, str],
@@ -185,29 +183,30 @@ def test_growing_the_dataset_keeps_full_shards_and_other_settings_start_over(toy
 
 def test_flipped_direction_with_sign_minus_one_gives_the_same_bytes(tmp_path: Path, toyworld,
                                                                     reference: dict[str, str]) -> None:
-    run_dir = make_run(tmp_path / "flipped", -background(toyworld))
-    run_synth(load_config(None, {**SETTINGS, "synth.sign": -1}), run_dir, "cpu")
+    run_dir = make_run(tmp_path / "flipped", -background(toyworld), sign=-1)
+    run_synth(load_config(None, SETTINGS), run_dir, "cpu")
     differs = {name for name, digest in synth_hashes(run_dir).items() if reference[name] != digest}
     assert differs == {"plan.json", "stats.json"}  # they record the direction and sign; the pairs are the same
 
 
-def test_direction_sign_and_shift_come_from_rank(tmp_path: Path, toyworld, reference: dict[str, str]) -> None:
+def test_direction_sign_and_shift_come_from_rank_alone(tmp_path: Path, toyworld, run_cli) -> None:
+    """Rank's choice is the one place they are decided: without it synthesis names `saliency rank`,
+    and the settings that once overrode it in the synth section are refused with their new name."""
     run_dir = make_run(tmp_path / "ranked", background(toyworld))
-    from_rank = {key: value for key, value in SETTINGS.items() if key not in ("synth.direction", "synth.shift")}
-    with pytest.raises(UserError, match="run `saliency rank --run .*`, or set synth.direction"):
-        run_synth(load_config(None, from_rank), run_dir, "cpu")
-    save_rank(run_dir / "rank" / "rank.json", {}, Choice(direction=0, sign=-1, shift=6.0, vector=-background(toyworld)))
-    run_synth(load_config(None, from_rank), run_dir, "cpu")
-    differs = {name for name, digest in synth_hashes(run_dir).items() if reference[name] != digest}
-    assert differs == {"plan.json", "stats.json"}
+    (run_dir / "rank" / "rank.json").unlink()
+    with pytest.raises(UserError, match=r"run `saliency rank --run .*` \(--direction, --sign and --magnitude"):
+        run_synth(load_config(None, SETTINGS), run_dir, "cpu")
+    for old, new in (("direction", "rank.direction"), ("sign", "rank.sign"), ("shift", "rank.magnitude")):
+        result = run_cli("synth-dataset", "--run", run_dir, "--generator", "toyworld", "--set", f"synth.{old}=1")
+        assert result.code == 2 and f"synth.{old} is now {new}" in result.err
+    assert not (run_dir / "synth").exists()
 
 
 def test_two_torchrun_processes_write_disjoint_shards_equal_to_one(toy_run: Path, reference: dict[str, str]) -> None:
     bin_dir = Path(sys.executable).parent
     command = [str(bin_dir / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python", "--",
                str(bin_dir / "saliency"), "-v", "synth-dataset", "--run", str(toy_run), "--generator", "toyworld",
-               "--n", str(N), "--shard-size", str(SHARD_SIZE), "--batch-size", str(BATCH), "--direction", "0",
-               "--shift", "6"]
+               "--n", str(N), "--shard-size", str(SHARD_SIZE), "--batch-size", str(BATCH)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
