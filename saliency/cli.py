@@ -152,7 +152,7 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
                  baseline: str | None, checkpoint: Path | None, output: Path | None, activation: str | None,
                  offset: float | None, flip: bool | None, refine: str | None, device: str | None,
                  run_dir: Path | None, config_path: Path | None, settings: tuple[str, ...],
-                     force: bool) -> None:
+                 force: bool) -> None:
     """Score saliency predictions on a dataset (MAE, F-beta, S-, E-measure, IoU, accuracy)."""
     from saliency.config import dataset_names
     from saliency.distributed import resolve_device
@@ -378,7 +378,7 @@ def discover_command(generator_name: str | None, weights: str | None, method: st
 def classes_command(dataset: str | None, split: str | None, classifier: str | None, classifier_weights: str | None,
                     fraction: float | None, select: str | None, generator_name: str | None, device: str | None,
                     run_dir: Path | None, config_path: Path | None, settings: tuple[str, ...],
-                     force: bool) -> None:
+                    force: bool) -> None:
     """Stage 3: choose the generator classes that fit a dataset (top-5 counts of an ImageNet classifier)."""
     from saliency.classes import run_classes
 
