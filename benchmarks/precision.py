@@ -7,7 +7,8 @@ bf16 costs in agreement and buys in speed.
 
     python benchmarks/precision.py [--device cuda] [--batch-size 32] [--resolution 128] [--iterations 5]
 
-On CPU, use tiny sizes (``--batch-size 2 --resolution 64``): CPU bf16 is slower than fp32.
+bf16 is fast only where the hardware computes it (``distributed.bf16_is_fast``, printed first:
+Ampere or later GPUs, CPUs with AVX-512 BF16 or AMX); elsewhere it is emulated and slower than fp32.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     device = distributed.resolve_device(args.device)
     print(f"{device}, batch {args.batch_size}, {args.resolution} px, {args.iterations} timed iterations, "
-          f"torch {torch.__version__}")
+          f"torch {torch.__version__}, bf16 fast here: {distributed.bf16_is_fast(device)} "
+          f"(run.precision auto: {distributed.resolve_precision('auto', device)})")
     print(f"{'stage':<20} {'network':<28} {'fp32 ms':>9} {'bf16 ms':>9} {'speed-up':>8} "
           f"{'train fp32/bf16 ms':>19} {'max |diff|':>10} {'/ spread':>8}")
     for case in cases(device, args.batch_size, args.resolution):

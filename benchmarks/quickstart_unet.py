@@ -4,7 +4,7 @@ behind the table of docs/quickstart.md.
 
     python benchmarks/quickstart_unet.py --dataset ../shared/data/ecssd-val [--generator toyscene]
         [--steps 600] [--score-every 200] [--width 16] [--augment none|photo] [--ema 0.99] [--flip]
-        [--seed 0] [--threads 2]
+        [--seed 0] [--threads 2] [--precision fp32|bf16|auto]
 
 Choose settings on ecssd-val (or any folder with images/ and masks/), never on the test split.
 Prints one JSON line per scored step: the settings, the step, training minutes so far and the
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from saliency import generators
+from saliency import distributed, generators
 from saliency.datasets import resolve
 from saliency.evaluation.checkpoint import CheckpointSource
 from saliency.evaluation.stage import evaluate
@@ -53,19 +53,23 @@ def main() -> None:
     parser.add_argument("--flip", action="store_true", help="average with the mirrored image's prediction")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--precision", default="fp32", help="run.precision of the pairs, training and scoring")
     args = parser.parse_args()
+    precision = distributed.resolve_precision(args.precision, torch.device("cpu"))
     if args.threads:
         torch.set_num_threads(args.threads)
 
     generator = generators.load(args.generator, dim_z=args.dim_z, resolution=64)
     truth = generator.factor_directions[:, generator.factor_names.index("bg_white")]
-    pairs = OnlinePairs(PairSampler(generator, truth, args.shift, None, MaskRule(), batch_size=64, seed=args.seed))
+    pairs = OnlinePairs(PairSampler(generator, truth, args.shift, None, MaskRule(), batch_size=64, seed=args.seed,
+                                       precision=precision))
     spec = UnetSpec("classic", width=args.width)
     torch.manual_seed(args.seed)
     model = build_unet(spec)
     every = args.score_every or args.steps
     settings = UnetSettings(args.steps, args.batch_size, args.lr, 0.2, args.lr_step or args.steps + 1, 1.0, args.seed,
-                            checkpoint_every=args.steps, eval_every=every, augment=args.augment, ema=args.ema)
+                            checkpoint_every=args.steps, eval_every=every, augment=args.augment, ema=args.ema,
+                            precision=precision)
     start = time.perf_counter()
     step, scoring = 0, 0.0
 
@@ -78,7 +82,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = Path(folder) / "model.pt"
             save_unet(trained, checkpoint, spec, {"resolution": generator.resolution})
-            source = CheckpointSource(checkpoint, activation=args.activation, offset=args.offset, flip=args.flip)
+            source = CheckpointSource(checkpoint, activation=args.activation, offset=args.offset, flip=args.flip,
+                                      precision=precision)
             scores = evaluate(resolve(args.dataset), source, METRICS).summary
         print(json.dumps({"settings": vars(args), "step": step, "train_minutes": round(minutes, 1),
                           "scores": {name: round(scores[name], 4) for name in METRICS}}), flush=True)

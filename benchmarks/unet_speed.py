@@ -3,8 +3,10 @@
     python benchmarks/unet_speed.py [--device cpu|cuda] [--batch-size 16] [--resolution 128] [--arch classic|smp]
                                     [--encoder resnet34] [--width 64] [--steps 3]
 
-On CUDA it measures fp32 and bf16 autocast at the given batch (use --batch-size 128, the paper's),
-each in the default NCHW layout and in channels_last (``unet.channels_last``).
+Where the device computes bf16 fast (``distributed.bf16_is_fast``: Ampere+ GPUs, CPUs with AVX-512
+BF16 or AMX) it measures fp32 and bf16 autocast, else fp32 only, at the given batch (on a GPU use
+--batch-size 128, the paper's), each in the default NCHW layout and in channels_last
+(``unet.channels_last``).
 Inference is the paper's: one image at a time, shorter side 128, resized back.
 """
 
@@ -75,7 +77,7 @@ def main() -> None:
     device = distributed.resolve_device(args.device)
     spec = UnetSpec(args.arch, args.encoder, width=args.width)
     model = build_unet(spec).to(device)
-    for precision in (distributed.PRECISIONS if device.type == "cuda" else ("fp32",)):
+    for precision in (distributed.PRECISIONS if distributed.bf16_is_fast(device) else ("fp32",)):
         for layout, channels_last in (("NCHW", False), ("channels_last", True)):
             rate = train_speed(model, args.batch_size, args.resolution, device, precision, args.steps, channels_last)
             print(f"{device.type} {precision} {layout} {spec.describe()} train batch {args.batch_size} "

@@ -275,6 +275,7 @@ def write_chart(path: Path, chosen: ChosenClasses) -> Path:
 def run_classes(cfg: Config, run_dir: Path, device: str | torch.device, force: bool = False) -> dict[str, Any]:
     """Stage 3 into ``run_dir/classes``: ``classes.json`` and, when a classifier counted, ``classes.png``."""
     device = distributed.resolve_device(device)
+    cfg = distributed.settle_precision(cfg, device)
     options = cfg.classes
     section: dict[str, Any] = {"classes": dataclasses.asdict(options)}
     inputs: dict[str, Path] = {}

@@ -155,7 +155,7 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
                  force: bool) -> None:
     """Score saliency predictions on a dataset (MAE, F-beta, S-, E-measure, IoU, accuracy)."""
     from saliency.config import dataset_names
-    from saliency.distributed import resolve_device
+    from saliency.distributed import resolve_device, settle_precision
     from saliency.evaluation.sources import FolderSource, PredictionSource
     from saliency.evaluation.stage import run_eval
     from saliency.segmentation.refine import Refinement
@@ -173,8 +173,9 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
 
         saved = (output.with_suffix("") if output is not None else run_dir / "eval") / "predictions"
         chosen = inference_settings(config, config_path, settings, activation=activation, offset=offset, flip=flip)
-        source = CheckpointSource(checkpoint, resolve_device(config.run.device), save_to=saved,
-                                  precision=config.run.precision, **chosen)
+        on = resolve_device(config.run.device)
+        config = settle_precision(config, on)
+        source = CheckpointSource(checkpoint, on, save_to=saved, precision=config.run.precision, **chosen)
         inputs = {"checkpoint": checkpoint}
         source_settings = {key: "checkpoint's own" if value is None else value for key, value in chosen.items()}
     elif predictions is not None:
@@ -278,7 +279,8 @@ def report_command(run_dir: Path) -> None:
 @click.option("--refine", type=click.Choice(["none", "bilateral-solver"]), default=None,
               help="Refine each map with its image as guide (default: the config's predict.refine, else none; "
                    "parameters: the config's predict.refine_* settings).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help="Default: the config's run.precision.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "auto"]), default=None,
+              help="Default: the config's run.precision (auto: bf16 where the device computes it fast).")
 @click.option("--device", default=None, help="cpu, cuda or auto (default: the config's run.device).")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="Pipeline YAML whose predict section (and run.precision, run.device) to use, as `saliency eval` "
@@ -288,15 +290,16 @@ def predict_command(checkpoint: Path, images: Path, out: Path, activation: str |
                     flip: bool | None, refine: str | None, precision: str | None, device: str | None,
                     config_path: Path | None, settings: tuple[str, ...]) -> None:
     """Predict a saliency PNG per image (shorter side to the training size, foreground probability, original size)."""
-    from saliency.distributed import resolve_device
+    from saliency.distributed import resolve_device, resolve_precision
     from saliency.segmentation.predict import predict_folder
     from saliency.segmentation.refine import Refinement
 
     config, _ = resolve(config_path, None, {"predict.refine": refine, "run.precision": precision,
                                             "run.device": device}, settings)
     chosen = inference_settings(config, config_path, settings, activation=activation, offset=offset, flip=flip)
-    written = predict_folder(checkpoint, images, out, resolve_device(config.run.device),
-                             Refinement.of_config(config.predict), precision=config.run.precision, **chosen)
+    on = resolve_device(config.run.device)
+    written = predict_folder(checkpoint, images, out, on, Refinement.of_config(config.predict),
+                             precision=resolve_precision(config.run.precision, on), **chosen)
     click.echo(f"wrote {written} predictions to {out}")
 
 

@@ -38,8 +38,10 @@ class RunConfig:
     name: str = _opt("run", pattern=r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*",
                      help="run folder name under runs/ (letters, digits, _ . + -; no path)")
     device: Literal["cpu", "cuda", "auto"] = _opt("cpu", help="where to compute")
-    precision: Literal["fp32", "bf16"] = _opt("fp32", help="fp32 (paper, authors' code) or bf16 autocast in every "
-                                                           "stage (faster on recent GPUs; see docs/method.md)")
+    precision: Literal["fp32", "bf16", "auto"] = _opt(
+        "fp32", help="fp32 (paper, authors' code), bf16 autocast in every stage, or auto: bf16 where the device "
+                     "computes it fast (Ampere+ GPUs, CPUs with AVX-512 BF16 or AMX), else fp32; manifests record "
+                     "the one used (see docs/method.md)")
     seed: int = _opt(0, min=0, help="the run's seed: each stage's seed (discover.seed, rank.seed, synth.seed, "
                                     "unet.seed) is derived from it unless that stage sets its own")
     compile: Literal["inductor", "aot_eager"] | None = _opt(

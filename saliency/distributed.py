@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from typing import Any, Callable, ContextManager, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -18,8 +18,11 @@ from torch import nn
 
 from saliency.errors import UserError
 
+if TYPE_CHECKING:
+    from saliency.config import Config
+
 DEVICE_NAMES = ("cpu", "cuda", "auto")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16")  # what a stage computes in; run.precision also takes "auto"
 # How long a rank waits in a collective: a stage that runs on rank 0 alone (rank, classes, eval)
 # keeps the others waiting for as long as it takes, minutes on a GPU, far longer on a CPU.
 COLLECTIVE_TIMEOUT = datetime.timedelta(hours=12)
@@ -124,11 +127,43 @@ def resolve_device(name: str | torch.device) -> torch.device:
     return device
 
 
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bf16 autocast outruns fp32 on ``device``: CUDA GPUs from Ampere (compute capability 8)
+    on, and CPUs whose torch reports AVX-512 BF16 or AMX tiles. Elsewhere bf16 is emulated (slower
+    than fp32) or missing."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type == "cpu":
+        cpu = torch.cpu
+        return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported",
+                                                                        "_is_amx_tile_supported"))
+    return False
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``run.precision`` as computed on ``device``: ``auto`` is bf16 where :func:`bf16_is_fast`, else fp32."""
+    if name == "auto":
+        return "bf16" if bf16_is_fast(device) else "fp32"
+    if name not in PRECISIONS:
+        raise UserError(f"run.precision {name!r} is not known; choose one of {', '.join(PRECISIONS)} or auto")
+    return name
+
+
+def settle_precision(cfg: Config, device: torch.device) -> Config:
+    """``cfg`` with ``run.precision`` resolved for ``device``, so that every stage computes, records in
+    its manifest and keys its resume by the precision it actually used."""
+    from saliency.config import apply_overrides
+
+    precision = resolve_precision(cfg.run.precision, device)
+    return cfg if precision == cfg.run.precision else apply_overrides(cfg, {"run.precision": precision})
+
+
 def autocast(device: torch.device, precision: str = "fp32") -> ContextManager[None]:
     """bf16 autocast on ``device`` when ``precision`` is ``"bf16"``; a no-op for ``"fp32"``.
 
-    ``run.precision`` is the one switch: fp32 is the paper's and the authors' precision and the
-    default; bf16 is opt-in and applies on any device (on CPU it is slow, but the path is tested).
+    ``run.precision`` is the one switch: fp32 is the paper's and the authors' precision; bf16 runs
+    about twice as fast where the hardware has it (:func:`bf16_is_fast`; figures in docs/method.md),
+    and ``auto`` (:func:`resolve_precision`) picks it there.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
@@ -164,11 +199,16 @@ def reduce_metrics(metrics: dict[str, float], device: torch.device) -> dict[str,
 
 
 def broadcast_module(module: nn.Module) -> nn.Module:
-    """Copy rank 0's parameters and buffers to every rank (e.g. a randomly initialised generator)."""
+    """Copy rank 0's parameters and buffers to every rank (e.g. a randomly initialised generator).
+
+    Received through a copy, because a collective writes storage without bumping the tensor's
+    version counter, which caches of derived tensors (a frozen generator's W/σ) are keyed by."""
     if dist.is_initialized():
         with torch.no_grad():
             for tensor in [*module.parameters(), *module.buffers()]:
-                dist.broadcast(tensor.data, src=0)
+                received = tensor.detach().clone()
+                dist.broadcast(received, src=0)
+                tensor.copy_(received)
     return module
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from saliency import distributed
 from saliency.errors import UserError
+from saliency.generators.layers import PowerStepSpectralNorm
 
 
 def free_port() -> int:
@@ -88,6 +89,9 @@ def _two_process_child(rank: int, world_size: int, port: int, out: str) -> None:
     torch.manual_seed(rank)  # every rank starts from different weights
     model = nn.Linear(3, 1)
     distributed.broadcast_module(model)
+    frozen = PowerStepSpectralNorm.linear(3, 2).requires_grad_(False)
+    frozen(torch.ones(1, 3))  # keeps W/σ of this rank's own weights
+    distributed.broadcast_module(frozen)
     broadcast = [p.detach().clone() for p in model.parameters()]
     wrapped = distributed.data_parallel(model, torch.device("cpu"))
     optimizer = torch.optim.SGD(wrapped.parameters(), lr=0.1)
@@ -101,6 +105,7 @@ def _two_process_child(rank: int, world_size: int, port: int, out: str) -> None:
         "broadcast": [p.tolist() for p in broadcast],
         "trained": [p.detach().tolist() for p in distributed.unwrap(wrapped).parameters()],
         "wrapped": isinstance(wrapped, nn.parallel.DistributedDataParallel),
+        "frozen": frozen(torch.ones(1, 3)).tolist(),  # with rank 0's weights, W/σ recomputed
     }
     distributed.barrier()
     distributed.shutdown()
@@ -112,6 +117,7 @@ def test_two_gloo_processes_agree(tmp_path: Path) -> None:
     first, second = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
     assert (first["rank"], second["rank"], first["world"], first["writer"], second["writer"]) == (0, 1, 2, True, False)
     assert first["mean"] == second["mean"] == 1.5 and first["sum"] == 3.0
+    assert first["frozen"] == second["frozen"]
     assert first["metrics"] == second["metrics"] == {"loss": 0.5}
     assert first["broadcast"] == second["broadcast"], "rank 0's weights reach every rank"
     assert first["wrapped"] and first["trained"] == second["trained"], "gradients are averaged over ranks"

@@ -161,6 +161,7 @@ def run_discover(cfg: Config, run_dir: Path, device: str | torch.device, force: 
     ``curves.png``, ``grids/*.png``; returns the metrics (RCA among them)."""
     device = distributed.resolve_device(device)
     distributed.init(device)
+    cfg = distributed.settle_precision(cfg, device)
     section = {"generator": dataclasses.asdict(cfg.generator), "discover": dataclasses.asdict(cfg.discover)}
     inputs = {}
     if cfg.discover.method == "import" and cfg.discover.import_path:

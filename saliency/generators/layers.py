@@ -12,13 +12,19 @@ also estimate the top singular value σ differently at inference time:
 
 Both are linear layers when built with :meth:`~_SpectralNormLayer.linear` and "same"-padded
 convolutions when built with :meth:`~_SpectralNormLayer.conv`. Generators here are frozen, so
-neither layout ever updates its vectors, in train mode either.
+neither layout ever updates its vectors, in train mode either — and W/σ, which then depends on the
+stored tensors alone, is computed once and kept (in fp32, and in the autocast dtype when one is
+active) until a stored tensor changes: see :meth:`~_SpectralNormLayer.normalized_weight`. The
+references recompute it at every forward; :func:`spectral_norm_cache` turns the cache off to time
+that path side by side (``benchmarks/generator_speed.py --against-references``).
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import torch
@@ -26,6 +32,19 @@ import torch.nn.functional as F
 from torch import nn
 
 _Layer = TypeVar("_Layer", bound="_SpectralNormLayer")
+_CACHE_ENABLED = True
+
+
+@contextlib.contextmanager
+def spectral_norm_cache(enabled: bool) -> Iterator[None]:
+    """Within the block, frozen layers keep (``True``, the default) or recompute (``False``, as the
+    reference implementations do) W/σ at every forward."""
+    global _CACHE_ENABLED
+    previous, _CACHE_ENABLED = _CACHE_ENABLED, enabled
+    try:
+        yield
+    finally:
+        _CACHE_ENABLED = previous
 
 
 def sigma_stored_uv(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -51,6 +70,7 @@ class _SpectralNormLayer(nn.Module, abc.ABC):
     def __init__(self, weight_shape: tuple[int, ...], bias: bool) -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.empty(weight_shape[0])) if bias else None
+        self._kept: dict[torch.dtype, tuple[tuple, torch.Tensor]] = {}  # dtype -> (stored tensors' state, W/σ)
 
     @classmethod
     def linear(cls: type[_Layer], in_features: int, out_features: int, bias: bool = True, **kwargs: Any) -> _Layer:
@@ -69,14 +89,39 @@ class _SpectralNormLayer(nn.Module, abc.ABC):
     def sigma(self) -> torch.Tensor:
         """This layout's estimate of the top singular value of :meth:`raw_weight`."""
 
-    def normalized_weight(self) -> torch.Tensor:
-        """W / σ, in the weight's own precision even under autocast (σ in bf16 is 0.4 % off)."""
+    def normalized_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """W / σ computed in the weight's own precision even under autocast (σ in bf16 is 0.4 % off),
+        then given in ``dtype`` (default: the weight's).
+
+        When no gradient can reach the weight (a frozen generator, or under ``no_grad``) it depends
+        on the stored tensors alone, so it is kept and reused until one of them changes in place or
+        moves (their version counters and storage are the key): a frozen generator pays for it once."""
+        weight = self.raw_weight()
+        dtype = dtype or weight.dtype
+        if not _CACHE_ENABLED or (torch.is_grad_enabled() and weight.requires_grad) or torch.compiler.is_compiling():
+            return self._divide_by_sigma().to(dtype)
+        state = tuple((t._version, t.data_ptr(), t.device) for t in (weight, *self.buffers(recurse=False)))
+        kept = self._kept.get(dtype)
+        if kept is None or kept[0] != state:
+            with torch.inference_mode(False), torch.no_grad():  # usable in and out of inference mode
+                kept = (state, self._divide_by_sigma().to(dtype))
+            self._kept[dtype] = kept
+        return kept[1]
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        """``.to()``, ``.float()``…: new storage, whose address may be one the kept W/σ was keyed by."""
+        self._kept.clear()
+        return super()._apply(fn, recurse)
+
+    def _divide_by_sigma(self) -> torch.Tensor:
         weight = self.raw_weight()
         with torch.autocast(device_type=weight.device.type, enabled=False):
             return weight / self.sigma()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.normalized_weight()
+        device_type = x.device.type
+        autocasting = torch.is_autocast_enabled(device_type)
+        weight = self.normalized_weight(torch.get_autocast_dtype(device_type) if autocasting else None)
         if weight.dim() == 2:
             return F.linear(x, weight, self.bias)
         return F.conv2d(x, weight, self.bias, padding=weight.shape[-1] // 2)

@@ -43,6 +43,7 @@ DVN_TOP = 50  # the paper's DVN_top averages the 50 highest
 def run_rank(cfg: Config, run_dir: Path, device: str | torch.device, force: bool = False) -> dict[str, Any]:
     """Stage 2 into ``run_dir/rank``; returns DVN mean, DVN_top-50 and the choice."""
     device = distributed.resolve_device(device)
+    cfg = distributed.settle_precision(cfg, device)
     run_dir = Path(run_dir)
     options = cfg.rank
     check_options(options, cfg.synth)

@@ -222,6 +222,7 @@ def run_train_unet(cfg: Config, run_dir: Path, device: str | torch.device, force
     ``pairs`` defaults to the synthetic pairs of ``run_dir/synth`` (or the online synthesizer)."""
     device = distributed.resolve_device(device)
     distributed.init(device)
+    cfg = distributed.settle_precision(cfg, device)
     # The predict section is not part of the stage's identity: inference settings change no weights
     # (the saved U-Net records those of the run that trained it, as defaults for `saliency predict`).
     section = {"unet": dataclasses.asdict(cfg.unet), "eval": {"dataset": cfg.eval.dataset, "split": cfg.eval.split}}

@@ -134,6 +134,7 @@ def run_synth(cfg: Config, run_dir: Path, device: str | torch.device, force: boo
     """Stage 4 into ``run_dir/synth``: shards of pairs and their records, totals and sheet (:mod:`.shards`)."""
     device = distributed.resolve_device(device)
     distributed.init(device)
+    cfg = distributed.settle_precision(cfg, device)
     chosen = load_classes(run_dir, cfg.classes.dataset)
     section = {"synth": dataclasses.asdict(cfg.synth), "generator": dataclasses.asdict(cfg.generator),
                "dataset": cfg.classes.dataset}

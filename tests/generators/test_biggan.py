@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from saliency import generators
+from saliency import distributed, generators
 from saliency.downloads import load_state_dict_checked
 from saliency.errors import UserError
 from saliency.generators.biggan import BigGAN, BigGANConfig, ClassConditionalBatchNorm
-from saliency.generators.layers import PowerStepSpectralNorm, StoredUVSpectralNorm
+from saliency.generators.layers import PowerStepSpectralNorm, StoredUVSpectralNorm, spectral_norm_cache
 
 FORMATS = Path(__file__).resolve().parents[1] / "fixtures" / "formats"  # facts about published files
 NARROW = BigGANConfig(ch=4)  # the 128 px architecture at a 24th of its width
@@ -164,6 +164,56 @@ def test_early_features_are_the_affine_image_of_first_layer_weight() -> None:
     assert (weight.abs().sum(0) > 0).all()
     torch.testing.assert_close(change, dz @ weight.T, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(weight[: 16 * 4 * 16, :20], model.linear.normalized_weight().detach())
+
+
+def spectral_layers(model: torch.nn.Module) -> list[PowerStepSpectralNorm]:
+    return [m for m in model.modules() if isinstance(m, PowerStepSpectralNorm)]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_frozen_generator_computes_w_over_sigma_once_and_equals_recomputing_it(precision: str) -> None:
+    """Kept W/σ gives the very images recomputing it at every forward (the references' way) gives,
+    in fp32 and under bf16 autocast; a second forward reuses what the first computed."""
+    torch.manual_seed(3)
+    model = BigGAN(NARROW).eval().requires_grad_(False)
+    z, classes = model.sample_z(2, seed=0), torch.tensor([3, 9])
+    cpu = torch.device("cpu")
+    with spectral_norm_cache(False), distributed.autocast(cpu, precision):
+        recomputed = model(z, classes)
+    assert all(not layer._kept for layer in spectral_layers(model))
+    with distributed.autocast(cpu, precision):
+        first = model(z, classes)
+        kept = [next(iter(layer._kept.values()))[1] for layer in spectral_layers(model)]
+        second = model(z, classes)
+    assert torch.equal(first, recomputed) and torch.equal(second, recomputed)
+    assert all(next(iter(layer._kept.values()))[1] is tensor for layer, tensor in zip(spectral_layers(model), kept))
+
+
+def test_kept_w_over_sigma_follows_every_change_of_the_weights() -> None:
+    """Loading other weights, changing one in place, converting the dtype, or training the weights
+    (a gradient must reach them) all give what a model built with those weights gives."""
+    torch.manual_seed(4)
+    model = BigGAN(NARROW).eval().requires_grad_(False)
+    other = BigGAN(NARROW).eval().requires_grad_(False)
+    z, classes = model.sample_z(2, seed=0), torch.tensor([1, 2])
+
+    def uncached(module: torch.nn.Module) -> torch.Tensor:
+        with spectral_norm_cache(False):
+            return module(z.to(next(module.parameters()).dtype), classes)
+
+    with torch.no_grad():
+        model(z, classes)
+        model.load_state_dict(other.state_dict())
+        assert torch.equal(model(z, classes), uncached(other))
+        model.linear.weight.mul_(1.5)
+        model.blocks[0][0].conv1.u0.normal_()
+        changed = model(z, classes)
+        assert torch.equal(changed, uncached(model)) and not torch.equal(changed, uncached(other))
+        model.double()
+        assert torch.equal(model(z.double(), classes), uncached(model))
+    model.float().requires_grad_(True)
+    model(z, classes).square().mean().backward()
+    assert model.linear.weight.grad is not None and model.linear.weight.grad.abs().sum() > 0
 
 
 def test_bigbigan_is_unconditional_with_eps_1e4() -> None:
