@@ -2,7 +2,7 @@
 generator with no pixel label, must beat both trivial baselines on the 500 real ECSSD test images
 and land near the figures the README publishes (docs/quickstart.md).
 
-About 14 minutes on 2 cores, so it is kept out of a plain `pytest` (marker ``quickstart``); CI runs
+About 9 minutes on 2 cores with bf16 (14 in fp32), so it is kept out of a plain `pytest` (marker ``quickstart``); CI runs
 it on its own with `pytest -m quickstart`.
 """
 
