@@ -1,7 +1,7 @@
 """``saliency run``: every stage in order into one run folder.
 
-Stages are a registry (name -> stage function ``run_X(cfg, run_dir, device, force)``), so the
-runner has no knowledge of any stage's insides. Complete stages are skipped by their manifests,
+Stages are a registry (:mod:`saliency.stages`: name -> stage function ``run_X(cfg, run_dir,
+device, force)``), so the runner has no knowledge of any stage's insides. Complete stages are skipped by their manifests,
 interrupted ones resume from their own checkpoints.
 """
 
@@ -19,20 +19,14 @@ from saliency.config import Config, dump_config
 from saliency.errors import UserError
 from saliency.report import build_report
 from saliency.runs import atomic_write_text, run_lock
+from saliency.stages import REGISTRY
 
 log = logging.getLogger("saliency")
 
 StageFunction = Callable[..., dict[str, Any]]
 
-# Stage name -> "module:function"; imported when the stage runs, so `saliency run` starts fast.
-STAGES: dict[str, str] = {
-    "discover": "saliency.discovery.train:run_discover",
-    "rank": "saliency.ranking.stage:run_rank",
-    "classes": "saliency.classes:run_classes",
-    "synth": "saliency.synthesis.stage:run_synth",
-    "unet": "saliency.segmentation.train:run_train_unet",
-    "eval": "saliency.evaluation.stage:run_eval_checkpoint",
-}
+# Stage name -> "module:function", in run order (saliency.stages); imported when the stage runs.
+STAGES: dict[str, str] = {entry.name: entry.function for entry in REGISTRY}
 
 
 def stage_function(name: str) -> StageFunction:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from saliency.stages import REGISTRY
+
 if TYPE_CHECKING:
     import torch
 
@@ -43,11 +45,11 @@ class Stream(enum.IntEnum):
     HELDOUT = 16  # held-out generator samples a run is scored on when its dataset is missing
 
 
-# The stages that draw random numbers, each with the fixed key its seed is derived from run.seed by.
-# A key is a stage's for good: a new stage takes the next unused number (never a position in a list,
-# which would reseed every stage after the one inserted), and a removed stage's key is not reused.
-# Keys from 1000 up: apart from every Stream id.
-STAGE_SEED_KEYS: dict[str, int] = {"discover": 1_000, "rank": 1_001, "synth": 1_002, "unet": 1_003}
+# The stages that draw random numbers, each with the fixed key its seed is derived from run.seed by
+# (stages.REGISTRY). A key is a stage's for good: a new stage takes the next unused number (never a
+# position in a list, which would reseed every stage after the one inserted), and a removed stage's
+# key is not reused. Keys from 1000 up: apart from every Stream id.
+STAGE_SEED_KEYS: dict[str, int] = {entry.name: entry.seed_key for entry in REGISTRY if entry.seed_key is not None}
 SEEDED_STAGES = tuple(STAGE_SEED_KEYS)
 
 

@@ -22,10 +22,12 @@ from saliency.runs import LOCK, LOG, MANIFEST, sha256_file
 REPO = Path(__file__).resolve().parents[1]
 LONG_STAGES = ("discover", "rank", "synth", "unet", "eval")
 KILLS_PER_STAGE = 2
-# The quickstart's stages on a small toyworld, with checkpoints often enough for kills to land between them.
+# The quickstart's stages on a small toyworld, with checkpoints often enough for kills to land between them,
+# and each stage long enough (synth: about a second) that the manifest poll's 0.05 s and the machine's jitter
+# cannot let a resumed attempt finish before its kill.
 SETTINGS = {"generator.name": "toyworld", "generator.options": json.dumps({"dim_z": 16, "resolution": 32}),
             "discover.steps": 60, "discover.checkpoint_every": 10, "discover.rca_samples": 64,
-            "rank.dvn_samples": 64, "rank.dvn_steps": 20, "synth.n": 96, "synth.shard_size": 32,
+            "rank.dvn_samples": 64, "rank.dvn_steps": 20, "synth.n": 384, "synth.shard_size": 32,
             "unet.source": "shards", "unet.steps": 24, "unet.batch_size": 8, "unet.checkpoint_every": 4,
             "unet.eval_images": 0, "eval.split": "all"}
 NOT_ARTIFACTS = {MANIFEST, LOG}  # times and log lines differ between any two runs

@@ -258,14 +258,15 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def run_eval_checkpoint(cfg: Config, run_dir: Path, device: str | torch.device, force: bool = False) -> dict[str, Any]:
-    """Stage 6 of a pipeline: predict with the run's U-Net on every ``eval.dataset``, keep the PNGs, score them."""
+    """Stage 6 of a pipeline: predict with the detector the run hands on (``stages.handed_on_model``:
+    the U-Net's) on every ``eval.dataset``, keep the PNGs, score them."""
     from saliency.distributed import resolve_device, settle_precision
     from saliency.evaluation.checkpoint import CheckpointSource
-    from saliency.segmentation.model import MODEL_FILE
+    from saliency.stages import handed_on_model
 
     device = resolve_device(device)
     cfg = settle_precision(cfg, device)
-    checkpoint = Path(run_dir) / "unet" / MODEL_FILE
+    checkpoint = handed_on_model(run_dir)
     source = CheckpointSource(checkpoint, device, activation=cfg.predict.activation,
                               offset=cfg.predict.offset, flip=cfg.predict.flip, precision=cfg.run.precision)
     target = evaluation_target(cfg, run_dir)

@@ -38,6 +38,7 @@ from saliency.metrics import HIGHER_IS_BETTER
 from saliency.ranking.artifacts import candidate_sheet_path, read_rank
 from saliency.report.figures import best_and_worst, case_figure, ranking_metric
 from saliency.runs import atomic_write_text, read_manifest
+from saliency.stages import REGISTRY
 from saliency.synthesis.shards import read_stats
 
 REPORT_FILE = "report.html"
@@ -274,14 +275,12 @@ def _cases(eval_dir: Path, results: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-SECTIONS: dict[str, tuple[str, Callable[[StageView], str]]] = {
-    "discover": ("Discover directions", _discover),
-    "rank": ("Rank directions (DVN) and choose the background direction", _rank),
-    "classes": ("Classes", _classes),
-    "synth": ("Synthetic data", _synth),
-    "unet": ("U-Net", _unet),
-    "eval": ("Evaluation", _eval),
+# How each stage's folder is shown; the sections' order and headings are the stages' (saliency.stages).
+RENDERERS: dict[str, Callable[[StageView], str]] = {
+    "discover": _discover, "rank": _rank, "classes": _classes, "synth": _synth, "unet": _unet, "eval": _eval,
 }
+SECTIONS: dict[str, tuple[str, Callable[[StageView], str]]] = {
+    entry.name: (entry.title, RENDERERS[entry.name]) for entry in REGISTRY}
 
 
 # -- building blocks -----------------------------------------------------------------------------
