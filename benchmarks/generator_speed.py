@@ -35,7 +35,7 @@ from saliency.generators.layers import spectral_norm_cache
 Key = TypeVar("Key")  # what names a timed path
 
 
-def seconds_per_call(fn: Callable[[], None], iterations: int, device: torch.device) -> float:
+def seconds_per_call(fn: Callable[[], object], iterations: int, device: torch.device) -> float:
     """Mean wall time of ``fn`` over ``iterations`` calls after one warm-up call."""
     fn()
     if device.type == "cuda":
@@ -53,19 +53,10 @@ def measure(model: generators.Generator, batch_size: int, iterations: int, devic
     """(forward images/s, forward+backward images/s)."""
     z = model.sample_z(batch_size, seed=0)
     classes = model.sample_classes(batch_size, seed=0)
-
-    def forward() -> None:
-        with torch.no_grad(), distributed.autocast(device, precision):
-            model(z, classes)
-
-    def forward_backward() -> None:
-        z_grad = z.clone().requires_grad_()
-        with distributed.autocast(device, precision):
-            images = model(z_grad, classes)
-        images.float().square().mean().backward()
-
-    return (batch_size / seconds_per_call(forward, iterations, device),
-            batch_size / seconds_per_call(forward_backward, iterations, device))
+    forward_rate, backward_rate = (
+        batch_size / seconds_per_call(functools.partial(path, model, z, classes, device, precision), iterations, device)
+        for path in (forward, forward_backward))
+    return forward_rate, backward_rate
 
 
 def pair_rates(model: generators.Generator, batch_size: int, iterations: int, device: torch.device,
