@@ -116,10 +116,12 @@ def print_metrics(metrics: dict[str, Any]) -> None:
 def data_command(name: str, source: Path | None) -> None:
     """Verify a dataset copy (or download it) and link it into data/NAME."""
     from saliency.datasets.prepare import prepare
+    from saliency.datasets.registry import get_spec
 
     result = prepare(name, source)
     splits = ", ".join(result.splits) or "no complete split"
-    click.echo(f"{name}: {result.pairs} pairs verified in {result.root} (holds: {splits}; "
+    what = "images" if get_spec(name).images_only else "pairs"
+    click.echo(f"{name}: {result.pairs} {what} verified in {result.root} (holds: {splits}; "
                f"{result.checked_sums} files matched its SHA256SUMS; "
                f"{len(result.mismatched_reference)} differ from the reference list); linked as data/{name}")
 
@@ -224,6 +226,27 @@ def train_unet_command(steps: int | None, batch_size: int | None, source: str | 
         "unet.steps": steps, "unet.batch_size": batch_size, "unet.source": source, "unet.arch": arch,
         "unet.encoder": encoder, "run.device": device}, settings)
     print_metrics(run_train_unet(config, run_dir, config.run.device, force=force))
+
+
+@cli.command("self-train")
+@click.option("--images", default=None, help="Unlabeled photographs: a registered dataset (duts-tr, ecssd-unlabeled, "
+              "ecssd with --split train; its masks are never read) or a folder of images.")
+@click.option("--split", default=None, help="Split of a registered dataset (default train).")
+@click.option("--rounds", type=int, default=None, help="Rounds of pseudo-labelling and training (0 = off).")
+@click.option("--steps", type=int, default=None, help="U-Net steps per round.")
+@click.option("--monitor", default=None, help="A dataset with masks scored after each round (never trained on).")
+@click.option("--device", default=None, help="cpu, cuda or auto.")
+@stage_options
+def self_train_command(images: str | None, split: str | None, rounds: int | None, steps: int | None,
+                       monitor: str | None, device: str | None, run_dir: Path | None, config_path: Path | None,
+                       settings: tuple[str, ...], force: bool) -> None:
+    """Self-train the U-Net on unlabeled photographs with its own refined pseudo-masks (stage 6)."""
+    from saliency.selftrain.stage import run_self_train
+
+    config, run_dir = resolve(config_path, run_dir, {
+        "selftrain.images": images, "selftrain.split": split, "selftrain.rounds": rounds, "selftrain.steps": steps,
+        "selftrain.monitor": monitor, "run.device": device}, settings)
+    print_metrics(run_self_train(config, run_dir, config.run.device, force=force))
 
 
 @cli.command("run")

@@ -175,6 +175,42 @@ class UnetConfig:
 
 
 @dataclass
+class SelftrainConfig:
+    rounds: int = _opt(0, min=0, help="rounds of learning from unlabeled photographs after train-unet; 0 = off "
+                                      "(the papers)")
+    images: str = _opt("duts-tr", help="unlabeled photographs: a registered dataset's images (duts-tr, "
+                                       "ecssd-unlabeled, ecssd with split train; masks never read) or a folder")
+    split: str = _opt("train", help="split of a registered dataset")
+    max_images: int | None = _opt(None, min=1, help="use at most this many (a seeded draw); null = all")
+    steps: int = _opt(300, min=0, help="U-Net steps per round, from the previous round's weights")
+    batch_size: int = _opt(32, min=1)
+    lr: float = _opt(1e-3, min=0.0, help="Adam's learning rate in each round (constant)")
+    resolution: int | None = _opt(None, min=16, help="training and inference size (shorter side) from the first "
+                                  "round on; null = the U-Net's own")
+    augment: Literal["none", "photo", "real"] = _opt("real", help="augmentation of the pseudo-labelled pairs: real = "
+                                                     "random resized crops, flips, colour jitter, blur")
+    refine: Literal["none", "bilateral-solver"] = _opt(
+        "bilateral-solver", help="each map refined with its image's edges before it becomes a pseudo-mask "
+                                 "(predict.refine_* parameters)")
+    ignore_below: float = _opt(0.5, min=0.0, max=1.0, help="pixels whose refined confidence |2p - 1| is below "
+                               "this are left out of the loss")
+    min_area: float = _opt(0.02, min=0.0, max=1.0, help="pseudo-masks smaller than this fraction of the image "
+                           "are dropped")
+    max_area: float = _opt(0.8, min=0.0, max=1.0, help="pseudo-masks larger than this fraction are dropped")
+    min_stability: float = _opt(0.0, min=0.0, max=1.0, help="drop an image whose masks at two scales "
+                                "(shorter side x1 and x stability_scale, each flip-averaged) agree less (IoU); "
+                                "0 = off")
+    stability_scale: float = _opt(1.5, min=0.25, max=4.0, help="the second scale of the stability check")
+    max_border: float = _opt(1.0, min=0.0, max=1.0, help="drop a pseudo-mask covering more than this fraction "
+                             "of the image's frame (objects rarely touch it); 1 = off")
+    synthetic: float = _opt(0.0, min=0.0, max=1.0, help="share of each batch drawn from the synth stage's "
+                            "pairs, so the generator's signal is not forgotten; 0 = none")
+    monitor: str | None = _opt(None, help="dataset (with masks) scored after each round for the rounds table, "
+                               "e.g. a validation folder; null = none. Never trained on")
+    seed: int | None = _opt(None, min=0, help=SEED_HELP)
+
+
+@dataclass
 class PredictConfig:
     activation: Literal["sigmoid-logit", "softmax"] = _opt(
         "sigmoid-logit", help="foreground probability: sigmoid of the raw foreground logit (GanLatentDiscovery) "
@@ -237,6 +273,7 @@ class Config:
     classes: ClassesConfig = field(default_factory=ClassesConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     unet: UnetConfig = field(default_factory=UnetConfig)
+    selftrain: SelftrainConfig = field(default_factory=SelftrainConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 

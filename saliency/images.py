@@ -85,6 +85,15 @@ def decode_gray(data: bytes, origin: str) -> np.ndarray:
     return values
 
 
+def decode_labels(data: bytes, origin: str) -> np.ndarray:
+    """The ``uint8`` samples of a single-channel 8-bit PNG as stored, unscaled: class labels (0, 1, and
+    the ignore label of self-training's pseudo-masks), not intensities."""
+    pixels = _decode(data, origin)
+    if pixels.ndim != 2 or pixels.dtype != np.uint8:
+        raise UserError(f"{origin}: not a single-channel 8-bit label image; rerun the stage with --force")
+    return pixels
+
+
 def _read(path: Path) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -177,13 +186,13 @@ def _encode(suffix: str, image: np.ndarray, params: list[int]) -> bytes:
 
 def resize(image: np.ndarray, shape: tuple[int, int], interpolation: str = "auto") -> np.ndarray:
     """``image`` (uint8 or float32, grey or RGB) at ``shape`` ``(height, width)``. ``area`` averages
-    the pixels each output pixel covers, ``linear`` is bilinear; ``auto`` takes area when no side
-    grows and one shrinks, else bilinear (docs/method.md §5)."""
+    the pixels each output pixel covers, ``linear`` is bilinear, ``nearest`` copies the nearest pixel
+    (labels); ``auto`` takes area when no side grows and one shrinks, else bilinear (docs/method.md §5)."""
     height, width = image.shape[:2]
     if interpolation == "auto":
         shrinks = shape[0] <= height and shape[1] <= width and tuple(shape) != (height, width)
         interpolation = "area" if shrinks else "linear"
-    flags = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
+    flags = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
     return cv2.resize(image, (shape[1], shape[0]), interpolation=flags[interpolation])
 
 

@@ -43,6 +43,8 @@ class Stream(enum.IntEnum):
     DISCOVER_RECONSTRUCTOR = 14  # the reconstructor's initial weights
     DISCOVER_GRIDS = 15  # the latents of the direction grids
     HELDOUT = 16  # held-out generator samples a run is scored on when its dataset is missing
+    SELFTRAIN_IMAGES = 17  # which unlabeled images self-training uses (selftrain.max_images)
+    SELFTRAIN_ROUND = 18  # a self-training round's own seed (its batches and augmentation)
 
 
 # The stages that draw random numbers, each with the fixed key its seed is derived from run.seed by

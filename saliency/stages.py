@@ -38,6 +38,8 @@ REGISTRY: tuple[StageEntry, ...] = (
     StageEntry("synth", "saliency.synthesis.stage:run_synth", "Synthetic data", seed_key=1_002),
     StageEntry("unet", "saliency.segmentation.train:run_train_unet", "U-Net", seed_key=1_003,
                hands_on="saliency.segmentation.model:MODEL_FILE"),
+    StageEntry("selftrain", "saliency.selftrain.stage:run_self_train", "Self-training on unlabeled photographs",
+               seed_key=1_004, hands_on="saliency.segmentation.model:MODEL_FILE"),
     StageEntry("eval", "saliency.evaluation.stage:run_eval_checkpoint", "Evaluation"),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(entry.name for entry in REGISTRY)

@@ -14,6 +14,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_ECSSD = REPO.parent / "shared" / "data" / "ecssd"
+SHARED_UNLABELED = REPO.parent / "shared" / "data" / "ecssd-unlabeled"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -88,6 +89,15 @@ def ecssd_root() -> Path:
         if (candidate / "images").is_dir():
             return candidate
     missing_shared_data("ECSSD (data/ecssd or ../shared/data/ecssd)")
+
+
+@pytest.fixture(scope="session")
+def unlabeled_root() -> Path:
+    """ECSSD's unlabeled train images (0201-0500, no masks): data/ecssd-unlabeled, else ../shared's."""
+    for candidate in (REPO / "data" / "ecssd-unlabeled", SHARED_UNLABELED):
+        if (candidate / "images").is_dir():
+            return candidate
+    missing_shared_data("ECSSD's unlabeled images (data/ecssd-unlabeled or ../shared/data/ecssd-unlabeled)")
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from saliency.evaluation.stage import read_results
 from saliency.pipeline import select_stages
 from saliency.ranking.artifacts import RANK_FILE, load_choice
 from saliency.runs import read_manifest
+from saliency.segmentation.model import MODEL_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 # The quickstart itself with smaller budgets, its direction found by discover's fast method
@@ -61,6 +62,12 @@ def test_reduced_quickstart_on_a_bare_clone_killed_during_unet_training(no_data:
         assert read_manifest(run_dir / stage)["ended"] == ended
         assert f"{stage}: complete with the same config and inputs, skipped" in done.stderr
     assert read_manifest(run_dir / "unet")["metrics"]["steps"] == 60
+    # No unlabeled photographs either: one line says so, and evaluation scores the U-Net.
+    assert [line for line in done.stderr.splitlines() if "no unlabeled images" in line] == [
+        "self-train: no unlabeled images (dataset 'ecssd-unlabeled' is not in "
+        f"{no_data / 'ecssd-unlabeled'}: run `saliency data ecssd-unlabeled --from DIR`); going on without self-training"]
+    assert read_manifest(run_dir / "selftrain")["metrics"]["rounds"] == 0
+    assert read_results(run_dir / "eval")["source"].endswith(f"unet/{MODEL_FILE}")
     # No ECSSD and no network: scored on held-out samples, and the last line says how to get ECSSD.
     assert "saliency data ecssd --from DIR" in done.stdout.strip().splitlines()[-1]
     results = read_results(run_dir / "eval")
@@ -84,7 +91,7 @@ def test_reduced_quickstart_on_a_bare_clone_killed_during_unet_training(no_data:
 
 
 def test_stage_selection() -> None:
-    assert select_stages("synth") == ["synth", "unet", "eval"]
+    assert select_stages("synth") == ["synth", "unet", "selftrain", "eval"]
     assert select_stages(None, "rank") == ["discover", "rank"]
     from saliency.errors import UserError
 

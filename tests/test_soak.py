@@ -20,16 +20,20 @@ import torch
 from saliency.runs import LOCK, LOG, MANIFEST, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
-LONG_STAGES = ("discover", "rank", "synth", "unet", "eval")
+LONG_STAGES = ("discover", "rank", "synth", "unet", "selftrain", "eval")
 KILLS_PER_STAGE = 2
-# The quickstart's stages on a small toyworld, with checkpoints often enough for kills to land between them,
-# and each stage long enough (synth: about a second) that the manifest poll's 0.05 s and the machine's jitter
-# cannot let a resumed attempt finish before its kill.
+# The quickstart's stages on a small toyworld (discovery by the paper's method, the one with two learners),
+# with checkpoints often enough for kills to land between them, and each stage long enough (synth: about a
+# second) that the manifest poll's 0.05 s and the machine's jitter cannot let a resumed attempt finish before
+# its kill; self-training on 12 real photographs, two rounds, a quarter of each batch synthetic.
 SETTINGS = {"generator.name": "toyworld", "generator.options": json.dumps({"dim_z": 16, "resolution": 32}),
-            "discover.steps": 60, "discover.checkpoint_every": 10, "discover.rca_samples": 64,
+            "discover.method": "voynov", "discover.init": "identity", "discover.reconstructor": "lenet",
+            "discover.lr": 0.001, "discover.steps": 60, "discover.checkpoint_every": 10, "discover.rca_samples": 64,
             "rank.dvn_samples": 64, "rank.dvn_steps": 20, "synth.n": 384, "synth.shard_size": 32,
             "unet.source": "shards", "unet.steps": 24, "unet.batch_size": 8, "unet.checkpoint_every": 4,
-            "unet.eval_images": 0, "eval.split": "all"}
+            "unet.eval_images": 0, "eval.split": "all",
+            "selftrain.rounds": 2, "selftrain.steps": 12, "selftrain.batch_size": 8, "selftrain.synthetic": 0.25,
+            "selftrain.min_stability": 0, "selftrain.min_area": 0, "selftrain.max_area": 1}
 NOT_ARTIFACTS = {MANIFEST, LOG}  # times and log lines differ between any two runs
 TEXT_SUFFIXES = (".json", ".jsonl", ".csv", ".yaml", ".txt")
 
@@ -37,17 +41,22 @@ TEXT_SUFFIXES = (".json", ".jsonl", ".csv", ".yaml", ".txt")
 def _command(run_dir: Path, dataset: Path, until: str, **changes: object) -> list[str]:
     """`saliency run` of the small quickstart into ``run_dir`` up to ``until``, with ``changes``
     ("section.key" written section__key) to its settings."""
-    settings = {**SETTINGS, "eval.dataset": str(dataset), **{k.replace("__", "."): v for k, v in changes.items()}}
+    settings = {**SETTINGS, "eval.dataset": str(dataset), "selftrain.images": str(dataset.parent / "photos"),
+                "selftrain.monitor": str(dataset), **{k.replace("__", "."): v for k, v in changes.items()}}
     return [sys.executable, "-m", "saliency", "run", str(REPO / "pipelines" / "quickstart.yaml"), "--run", str(run_dir),
             "--until", until, *[f"--set={key}={value}" for key, value in settings.items()]]
 
 
-def ecssd_slice(ecssd_root: Path, dataset: Path, n: int = 24) -> Path:
-    """The first ``n`` real ECSSD pairs as a folder dataset (eval's images in these small runs)."""
+def ecssd_slice(ecssd_root: Path, dataset: Path, n: int = 24, photos: int = 12) -> Path:
+    """The first ``n`` real ECSSD pairs as a folder dataset (eval's images in these small runs), and
+    the next ``photos`` images, without masks, in ``photos/`` beside it (self-training's)."""
     for source, folder in (("images", "images"), ("ground_truth_mask", "masks")):
         (dataset / folder).mkdir(parents=True)
         for path in sorted((ecssd_root / source).iterdir())[:n]:
             shutil.copy(path, dataset / folder / path.name)
+    (dataset.parent / "photos").mkdir()
+    for path in sorted((ecssd_root / "images").iterdir())[n: n + photos]:
+        shutil.copy(path, dataset.parent / "photos" / path.name)
     return dataset
 
 
@@ -111,7 +120,7 @@ def test_kill_9_at_random_points_then_resume_gives_the_same_artifacts(ecssd_root
     for index, stage in enumerate(LONG_STAGES):
         run_dir = tmp_path / f"killed-{stage}"
         run_dir.mkdir()
-        for earlier in LONG_STAGES[:index] + (("classes",) if stage in ("synth", "unet", "eval") else ()):
+        for earlier in LONG_STAGES[:index] + (("classes",) if stage in ("synth", "unet", "selftrain", "eval") else ()):
             shutil.copytree(reference / earlier, run_dir / earlier)  # complete: skipped, not redone
         seconds = _stage_seconds(reference, stage)
         # Three points of the stage's timeline; each attempt resumes where the last was killed.

@@ -17,7 +17,7 @@ from saliency.runs import MANIFEST
 from tests.test_soak import REPO, SETTINGS, ecssd_slice
 
 STAGE_COMMANDS = (("discover", "discover"), ("rank", "rank"), ("classes", "classes"), ("synth-dataset", "synth"),
-                  ("train-unet", "unet"), ("eval", "eval"))
+                  ("train-unet", "unet"), ("self-train", "selftrain"), ("eval", "eval"))
 
 
 def torchrun(*arguments: object) -> subprocess.CompletedProcess[str]:
@@ -40,7 +40,8 @@ def complete_stages(run_dir: Path) -> list[str]:
 @pytest.mark.slow(minutes=2.5)
 def test_every_stage_and_run_under_torchrun_with_two_processes(ecssd_root: Path, tmp_path: Path) -> None:
     dataset = ecssd_slice(ecssd_root, tmp_path / "ecssd-24")
-    settings = [f"--set={key}={value}" for key, value in {**SETTINGS, "eval.dataset": dataset}.items()]
+    settings = [f"--set={key}={value}" for key, value in
+                {**SETTINGS, "eval.dataset": dataset, "selftrain.images": dataset.parent / "photos"}.items()]
     config = REPO / "pipelines" / "quickstart.yaml"
     staged = tmp_path / "staged"
     for command, stage in STAGE_COMMANDS:

@@ -45,6 +45,41 @@ class PairFolder:
         return cache[folder]
 
 
+@dataclass(frozen=True)
+class ImageFolder:
+    """Images without masks (photographs to learn from without labels), by stem; ``stems`` fixes
+    which images and their order."""
+
+    images_dir: Path
+    stems: tuple[str, ...]
+    name: str = "folder"
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    def image_path(self, stem: str) -> Path:
+        cache = self.__dict__.setdefault("_listing", {})
+        if not cache:
+            cache.update(list_images(self.images_dir))
+        return cache[stem]
+
+    def image(self, stem: str) -> np.ndarray:
+        return read_image(self.image_path(stem))
+
+
+def open_image_folder(folder: Path, name: str | None = None) -> ImageFolder:
+    """The images of ``folder`` (its ``images/`` subfolder when it has one); masks beside them are
+    never read. A missing folder, or one without images, is an error naming it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"image folder {folder} not found; give a folder of .jpg/.png images (or one holding images/)")
+    images_dir = folder / "images" if (folder / "images").is_dir() else folder
+    stems = tuple(sorted(list_images(images_dir)))
+    if not stems:
+        raise UserError(f"image folder {images_dir} holds no .jpg or .png images; give a folder of photographs")
+    return ImageFolder(images_dir, stems, name or str(folder))
+
+
 def open_pair_folder(root: Path, stems: list[str] | None = None, name: str = "folder",
                      masks_dir: Path | None = None, images_dir: Path | None = None) -> PairFolder:
     """Open ``root`` holding ``images/`` and ``masks/`` (or ``ground_truth_mask/``), or the given folders.

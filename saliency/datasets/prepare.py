@@ -58,15 +58,12 @@ def verify(spec: DatasetSpec, root: Path) -> Verification:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"dataset folder {root} not found; give the folder the {spec.name} release unpacks to")
-    folder = spec.open(root)
-    if spec.pairs is not None and len(folder) != spec.pairs:
-        log.warning("%s: %s holds %d image/mask pairs, the release has %d (a partial or re-issued copy; "
-                    "its scores are not comparable with published ones)", spec.name, root, len(folder), spec.pairs)
-    for stem in tqdm(folder.stems, desc=f"decoding {spec.name}", unit="pair", leave=False):
-        read_image(folder.image_path(stem))
-        read_gray(folder.mask_path(stem))
-    files = {p.relative_to(root).as_posix(): p for stem in folder.stems
-             for p in (folder.image_path(stem), folder.mask_path(stem))}
+    files = _decoded_files(spec, root)
+    count = len(files) if spec.images_only else len(files) // 2
+    if spec.pairs is not None and count != spec.pairs:
+        log.warning("%s: %s holds %d %s, the release has %d (a partial or re-issued copy; its scores are not "
+                    "comparable with published ones)", spec.name, root, count,
+                    "images" if spec.images_only else "image/mask pairs", spec.pairs)
     digests = {name: sha256_file(path) for name, path in files.items()}
     own_sums = root / "SHA256SUMS"
     checked = 0
@@ -82,7 +79,27 @@ def verify(spec: DatasetSpec, root: Path) -> Verification:
     if mismatched:
         log.warning("%s: %d files differ from the reference list %s (made from a public mirror): %s",
                     spec.name, len(mismatched), spec.checksums, ", ".join(mismatched[:10]))
-    return Verification(root, len(folder), held_splits(spec, set(folder.stems)), checked, mismatched)
+    stems = {Path(name).stem for name in files}
+    return Verification(root, count, held_splits(spec, stems), checked, mismatched)
+
+
+def _decoded_files(spec: DatasetSpec, root: Path) -> dict[str, Path]:
+    """Every file of the copy (images, and masks unless the set is images-only) by its path in
+    ``root``, each decoded once: a file that does not decode is an error naming it."""
+    if spec.images_only:
+        from saliency.datasets.folder import open_image_folder
+
+        images = open_image_folder(spec.image_folder(root), name=spec.name)
+        paths = [images.image_path(stem) for stem in images.stems]
+        for path in tqdm(paths, desc=f"decoding {spec.name}", unit="image", leave=False):
+            read_image(path)
+        return {path.relative_to(root).as_posix(): path for path in paths}
+    folder = spec.open(root)
+    for stem in tqdm(folder.stems, desc=f"decoding {spec.name}", unit="pair", leave=False):
+        read_image(folder.image_path(stem))
+        read_gray(folder.mask_path(stem))
+    return {p.relative_to(root).as_posix(): p for stem in folder.stems
+            for p in (folder.image_path(stem), folder.mask_path(stem))}
 
 
 def link(spec: DatasetSpec, source: Path) -> Path:

@@ -4,6 +4,11 @@
 (looked up under the data root) or a folder path holding ``images/`` and ``masks/``. The benchmarks
 the field reports side by side are registered (docs/datasets.md): ``ecssd``, ``duts-te``,
 ``dut-omron``, ``hku-is`` and ``pascal-s``, each linked as its release unpacks.
+
+``resolve_images(name_or_path, split)`` gives the images alone, for learning without labels
+(``saliency self-train``): a registered dataset's images with its masks never read, the image-only
+sets (``duts-tr``, the field's standard unlabeled set; ``ecssd-unlabeled``, any of ECSSD's train
+images), or any folder of images.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from saliency.datasets.folder import MASK_FOLDER_NAMES, PairFolder, open_pair_folder
+from saliency.datasets.folder import MASK_FOLDER_NAMES, ImageFolder, PairFolder, open_image_folder, open_pair_folder
 from saliency.errors import UserError
 
 
@@ -51,9 +56,22 @@ class DatasetSpec:
     homepage: str = ""
     citation: str = ""
     manual_download: str = ""  # how to get a release that has no plain download link
+    images_only: bool = False  # a set of photographs to learn from without labels: its masks are never read
+
+    def image_folder(self, root: Path) -> Path:
+        """The folder of this dataset's images in a copy at ``root``."""
+        images = next((root / name for name in self.image_folders if (root / name).is_dir()), None)
+        if images is None:
+            raise UserError(f"dataset folder {root} does not hold {self.name}'s images: expected "
+                            f"{' or '.join(f'{i}/' for i in self.image_folders)} in it; give that folder to "
+                            f"`saliency data {self.name} --from DIR`")
+        return images
 
     def open(self, root: Path) -> PairFolder:
         """Every pair of a copy of this dataset in ``root``, in its release's layout."""
+        if self.images_only:
+            raise UserError(f"dataset {self.name!r} is a set of images without masks (for `saliency self-train`); "
+                            f"it cannot be scored or rank real images by masks: name a benchmark with masks")
         images = next((root / name for name in self.image_folders if (root / name).is_dir()), None)
         masks = next((root / name for name in self.mask_folders if (root / name).is_dir()), None)
         if images is None or masks is None:
@@ -126,6 +144,30 @@ def resolve(dataset: str, split: str | None = None) -> PairFolder:
     return open_pair_folder(path, name=str(path))
 
 
+def resolve_images(source: str, split: str | None = None) -> ImageFolder:
+    """The images (only) of a registered dataset's split, or of a folder (its ``images/`` when it
+    has one): photographs to learn from without their labels. A registered dataset that is not
+    linked raises :class:`DatasetMissing`."""
+    if source not in _REGISTRY:
+        return open_image_folder(Path(source))
+    spec = _REGISTRY[source]
+    root = data_root() / spec.name
+    if not root.exists():
+        download = " (or without --from to download it)" if spec.archives else ""
+        raise DatasetMissing(f"dataset {source!r} is not in {root}: run `saliency data {source} --from DIR`{download}")
+    if split not in (None, "all") and split not in spec.splits:
+        raise UserError(f"dataset {source!r} has no split {split!r}; choose one of {', '.join(spec.splits)}, all")
+    folder = open_image_folder(spec.image_folder(root), name=source)
+    chosen = spec.splits.get(split or "all")
+    if chosen is None:
+        return folder
+    present = set(folder.stems)
+    wanted = tuple(stem for stem in chosen() if stem in present)
+    if not wanted:
+        raise UserError(f"dataset {source!r} in {root} holds none of the {split} split's images")
+    return ImageFolder(folder.images_dir, wanted, f"{source}/{split}")
+
+
 def held_splits(spec: DatasetSpec, stems: set[str]) -> list[str]:
     """The splits of ``spec`` that ``stems`` holds completely."""
     return [name for name, split in spec.splits.items() if split is None or set(split()) <= stems]
@@ -193,4 +235,27 @@ PASCAL_S = register_dataset(DatasetSpec(
     homepage="http://cbs.ic.gatech.edu/salobj/",
     citation="Y. Li, X. Hou, C. Koch, J. M. Rehg, A. L. Yuille. The Secrets of Salient Object Segmentation. "
              "CVPR 2014.",
+))
+
+DUTS_TR = register_dataset(DatasetSpec(
+    name="duts-tr",
+    splits={"train": None},  # DUTS's training split, whole
+    archives=(Archive("http://saliencydetection.net/duts/download/DUTS-TR.zip", ("DUTS-TR-Image",)),),
+    image_folders=("DUTS-TR/DUTS-TR-Image", "DUTS-TR-Image", "images"),
+    pairs=10553,
+    homepage="http://saliencydetection.net/duts/",
+    citation=DUTS_TE.citation,
+    images_only=True,  # the field's standard set of unlabeled photographs: its masks are never read
+))
+
+ECSSD_UNLABELED = register_dataset(DatasetSpec(
+    name="ecssd-unlabeled",
+    splits={"train": None},  # any of ECSSD's train images (0001-0500), never its test split
+    image_folders=("images",),
+    checksums=ECSSD.checksums,  # each image is checked against the ECSSD release's own
+    homepage=ECSSD.homepage,
+    citation=ECSSD.citation,
+    manual_download="it is a selection of ECSSD's train images without their masks; link a folder of them "
+                    "(images/NNNN.jpg)",
+    images_only=True,
 ))

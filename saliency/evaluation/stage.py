@@ -1,4 +1,4 @@
-"""Stage 6: score predictions against the ground truth of one or several datasets.
+"""Stage 7: score predictions against the ground truth of one or several datasets.
 
 The first dataset's results are the stage folder's own (``metrics.json``, ``per_image.csv``,
 ``predictions/``); each further one has the same files in a subfolder named after it; ``table.md``
@@ -258,7 +258,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def run_eval_checkpoint(cfg: Config, run_dir: Path, device: str | torch.device, force: bool = False) -> dict[str, Any]:
-    """Stage 6 of a pipeline: predict with the detector the run hands on (``stages.handed_on_model``:
+    """Stage 7 of a pipeline: predict with the detector the run hands on (``stages.handed_on_model``:
     the U-Net's) on every ``eval.dataset``, keep the PNGs, score them."""
     from saliency.distributed import resolve_device, settle_precision
     from saliency.evaluation.checkpoint import CheckpointSource

@@ -1,4 +1,5 @@
-"""The report's own picture: predictions next to ground truth for the best and worst images.
+"""The report's own picture: predictions next to ground truth for the best and worst images; and
+:func:`row_figure`, the rows of tiles both it and the stages' sheets are drawn as.
 
 Every other picture of the report is drawn by its stage; this one needs the dataset's images,
 which no stage keeps, so the report composes it from the eval stage's per-image scores, the saved predictions
@@ -52,7 +53,13 @@ def case_figure(stems: list[str], predictions: Path, dataset: PairFolder | None,
                 height: int = THUMBNAIL_HEIGHT) -> bytes:
     """PNG bytes: a row per stem, image | ground truth | prediction (the prediction alone without a
     dataset), each tile ``height`` pixels high; columns are as wide as their widest tile."""
-    rows = [[_thumbnail(tile, height) for tile in _tiles(stem, predictions, dataset)] for stem in stems]
+    return row_figure([_tiles(stem, predictions, dataset) for stem in stems], height)
+
+
+def row_figure(rows: list[list[np.ndarray]], height: int = THUMBNAIL_HEIGHT) -> bytes:
+    """PNG bytes: the tiles (RGB or grey uint8) in rows, each ``height`` pixels high; columns are as
+    wide as their widest tile."""
+    rows = [[_thumbnail(tile, height) for tile in row] for row in rows]
     widths = [max(row[column].shape[1] for row in rows) for column in range(len(rows[0]))]
     canvas = np.full((len(rows) * height + GAP * (len(rows) - 1), sum(widths) + GAP * (len(widths) - 1), 3),
                      BACKGROUND, np.uint8)

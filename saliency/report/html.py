@@ -231,6 +231,25 @@ def _unet(view: StageView) -> str:
     return _facts(summary) + _figure(view.dir / "curves.png", "training loss, pixel accuracy and periodic MAE")
 
 
+def _selftrain(view: StageView) -> str:
+    from saliency.selftrain.stage import ROUNDS_FIGURE, SHEET, read_rounds, round_dir
+
+    options = view.config.get("selftrain") or {}
+    if not view.metrics.get("rounds"):
+        return _note("No self-training: selftrain.rounds is 0, or no unlabeled images were on this machine "
+                     "(its log says which).")
+    summary = {"unlabeled images": options.get("images"), "used": view.metrics.get("images"),
+               "rounds": view.metrics.get("rounds"), "steps per round": options.get("steps"),
+               "refinement": options.get("refine"), "synthetic share": options.get("synthetic")}
+    rows = read_rounds(view.dir)
+    table = _table(list(rows[0]), [[row[column] for column in rows[0]] for row in rows]) if rows else ""
+    sheets = "".join(_figure(round_dir(view.dir, index) / SHEET,
+                             f"round {index}: photograph | map | refined | pseudo-mask (grey ignored, red frame "
+                             f"dropped)") for index in range(1, int(view.metrics["rounds"]) + 1))
+    return _facts(summary) + table + _figure(view.dir / ROUNDS_FIGURE, "pseudo-labels and monitoring scores by round") \
+        + sheets
+
+
 def _eval(view: StageView) -> str:
     results = read_results(view.dir)
     metrics = results.get("metrics") or {}
@@ -277,7 +296,8 @@ def _cases(eval_dir: Path, results: dict[str, Any]) -> str:
 
 # How each stage's folder is shown; the sections' order and headings are the stages' (saliency.stages).
 RENDERERS: dict[str, Callable[[StageView], str]] = {
-    "discover": _discover, "rank": _rank, "classes": _classes, "synth": _synth, "unet": _unet, "eval": _eval,
+    "discover": _discover, "rank": _rank, "classes": _classes, "synth": _synth, "unet": _unet,
+    "selftrain": _selftrain, "eval": _eval,
 }
 SECTIONS: dict[str, tuple[str, Callable[[StageView], str]]] = {
     entry.name: (entry.title, RENDERERS[entry.name]) for entry in REGISTRY}

@@ -3,7 +3,8 @@
 Synthetic images are cleaner than photographs: no sensor noise, no compression, no lens blur,
 colours and framing the generator's own. A recipe perturbs each pair so that what the U-Net learns
 does not hinge on those differences. Recipes are named (a registry); ``none`` is the paper's
-(no augmentation). Randomness is per step: sample i of step s draws from its own seed derived
+(no augmentation); ``real`` is self-training's, for photographs.
+Randomness is per step: sample i of step s draws from its own seed derived
 from ``(seed, stream, rank, s)``, so a resumed run augments exactly as the uninterrupted one.
 """
 
@@ -38,7 +39,22 @@ def _photo(size: int) -> A.Compose:
     ])
 
 
-RECIPES: dict[str, Callable[[int], A.Compose] | None] = {"none": None, "photo": _photo}
+def _real(size: int) -> A.Compose:
+    """For photographs with pseudo-masks (self-training): new framings of the same photograph (a
+    random resized crop of at least 40 % of it, flips), colour and light, a little blur; the
+    photograph already has a sensor's noise and a file's compression."""
+    import albumentations as A
+
+    return A.Compose([
+        A.HorizontalFlip(p=0.5),
+        A.RandomResizedCrop(size=(size, size), scale=(0.4, 1.0), ratio=(0.75, 1.333), p=1.0),
+        A.ColorJitter(brightness=(0.7, 1.3), contrast=(0.7, 1.3), saturation=(0.6, 1.4), hue=(-0.05, 0.05), p=0.8),
+        A.ToGray(p=0.05),
+        A.GaussianBlur(sigma_limit=(0.3, 1.2), p=0.2),
+    ])
+
+
+RECIPES: dict[str, Callable[[int], A.Compose] | None] = {"none": None, "photo": _photo, "real": _real}
 
 
 class Augmenter:

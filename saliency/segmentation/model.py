@@ -45,6 +45,12 @@ class UnetSpec:
     def from_config(cls, options: UnetConfig) -> "UnetSpec":
         return cls(options.arch, options.encoder, options.encoder_weights, options.width)
 
+    @classmethod
+    def of_checkpoint(cls, checkpoint: dict[str, Any]) -> "UnetSpec":
+        """The spec a file of :func:`save_unet` records (its extras, as :func:`load_unet` returns them)."""
+        return cls(checkpoint.get("arch", "smp"), checkpoint["encoder"], None,
+                   int(checkpoint.get("width", CLASSIC_WIDTHS[0])))
+
     def describe(self) -> str:
         return f"classic U-Net (width {self.width})" if self.arch == "classic" else f"smp U-Net ({self.encoder})"
 
@@ -135,8 +141,7 @@ def load_unet(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module
         raise UserError(f"checkpoint {path} is not a saliency U-Net ({FORMAT}); use unet/{MODEL_FILE} of a run")
     remedy = f"it was damaged or edited; use unet/{MODEL_FILE} of a run or retrain with `saliency train-unet --force`"
     try:
-        spec = UnetSpec(checkpoint.get("arch", "smp"), checkpoint["encoder"], None,
-                        int(checkpoint.get("width", CLASSIC_WIDTHS[0])))
+        spec = UnetSpec.of_checkpoint(checkpoint)
         model = build_unet(spec)
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:

@@ -60,6 +60,8 @@ class UnetSettings:
     ema: float | None = None  # decay of the weights' moving average (None = train and save the last weights)
     channels_last: bool | None = None  # None = on a GPU only
     compile: str | None = None  # torch.compile backend (run.compile)
+    resolution: int | None = None  # the size augmentation crops to; None = the pairs' own
+    stage: str = "train-unet"  # the name progress lines and errors carry
 
 
 class StepBatches(Sampler[list[int]]):
@@ -125,9 +127,21 @@ def step_batches(pairs: Dataset, settings: UnetSettings, start: int, device: tor
     return DataLoader(pairs, batch_sampler=sampler, **loading)
 
 
+IGNORE_LABEL = 255  # a mask pixel left out of the loss (self-training's uncertain pseudo-labels)
+
+
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Per-pixel cross-entropy on logits / temperature (the authors' temperature 10)."""
-    return F.cross_entropy(logits.float() / temperature, masks.long())
+    """Per-pixel cross-entropy on logits / temperature (the authors' temperature 10), averaged over
+    the pixels not marked :data:`IGNORE_LABEL` (0 for a batch with none: no NaN)."""
+    labelled = (masks != IGNORE_LABEL).sum().clamp(min=1)
+    return F.cross_entropy(logits.float() / temperature, masks.long(), ignore_index=IGNORE_LABEL,
+                           reduction="sum") / labelled
+
+
+def pixel_accuracy(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The share of labelled pixels (not :data:`IGNORE_LABEL`) whose class the logits get right."""
+    labelled = masks != IGNORE_LABEL
+    return ((logits.argmax(dim=1) == masks) & labelled).sum() / labelled.sum().clamp(min=1)
 
 
 @torch.no_grad()
@@ -157,7 +171,7 @@ def train_unet(model: nn.Module, pairs: Dataset, settings: UnetSettings, device:
         if settings.ema is not None else None
     history = History(("loss", "pixel_accuracy", "lr"), [])
     checks: list[tuple[int, float]] = []
-    resumed = load_checkpoint(checkpoint, fingerprint, settings.steps, "train-unet") if checkpoint else None
+    resumed = load_checkpoint(checkpoint, fingerprint, settings.steps, settings.stage) if checkpoint else None
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
@@ -166,16 +180,16 @@ def train_unet(model: nn.Module, pairs: Dataset, settings: UnetSettings, device:
             averaged.load_state_dict(resumed["averaged"])
         history.rows = resumed["history"].tolist()
         checks = [tuple(row) for row in resumed["checks"].tolist()]
-        log.info("train-unet: resumed from %s at step %d", checkpoint, len(history.rows))
+        log.info("%s: resumed from %s at step %d", settings.stage, checkpoint, len(history.rows))
     start = len(history.rows)
     parallel = distributed.data_parallel(model, device)
     forward = torch.compile(parallel, backend=settings.compile) if settings.compile else parallel
     batches = step_batches(pairs, settings, start, device)
-    progress = ProgressLog(history, settings.steps, "train-unet", LOG_EVERY,
+    progress = ProgressLog(history, settings.steps, settings.stage, LOG_EVERY,
                            {"loss": "loss", "acc": "pixel_accuracy"})
     augmenter: Augmenter | None = None
     for step, (images, masks) in enumerate(batches, start=start):
-        augmenter = augmenter or Augmenter(settings.augment, images.shape[-1])
+        augmenter = augmenter or Augmenter(settings.augment, settings.resolution or images.shape[-1])
         images, masks = augmenter(images, masks, step_rng(settings.seed, Stream.UNET_AUGMENT, distributed.rank(), step))
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         masks = masks.to(device, non_blocking=True)
@@ -185,21 +199,21 @@ def train_unet(model: nn.Module, pairs: Dataset, settings: UnetSettings, device:
         if not torch.isfinite(distributed.mean_across_ranks(loss.detach())):
             kept = f"the last good checkpoint ({checkpoint}, step {_checkpoint_step(checkpoint)}) is kept" \
                 if checkpoint is not None and checkpoint.is_file() else "no checkpoint was written yet"
-            raise UserError(f"train-unet: the loss became {loss.item()} at step {step + 1}; {kept}; "
-                            f"lower unet.lr or check the synthetic pairs")
+            raise UserError(f"{settings.stage}: the loss became {loss.item()} at step {step + 1}; {kept}; "
+                            f"lower the learning rate or check the training pairs")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
         if averaged is not None:
             averaged.update_parameters(model)
-        accuracy = (logits.argmax(dim=1) == masks).float().mean()
+        accuracy = pixel_accuracy(logits, masks)
         done = step + 1
         at_checkpoint = done % settings.checkpoint_every == 0 or done == settings.steps
         progress.record(done, [loss, accuracy, torch.tensor(optimizer.param_groups[0]["lr"])], flush=at_checkpoint)
         if monitor is not None and distributed.is_writer() and (done % settings.eval_every == 0 or done == settings.steps):
             checks.append((done, monitor(averaged.module if averaged is not None else distributed.unwrap(parallel))))
-            log.info("train-unet: step %d, loss %.4f, MAE %.4f", done, history.running("loss"), checks[-1][1])
+            log.info("%s: step %d, loss %.4f, MAE %.4f", settings.stage, done, history.running("loss"), checks[-1][1])
         if at_checkpoint and checkpoint is not None and distributed.is_writer():
             save_checkpoint(checkpoint, fingerprint, history, model=distributed.unwrap(parallel).state_dict(),
                             optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),

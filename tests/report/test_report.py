@@ -72,7 +72,7 @@ def write_rank(run_dir: Path) -> None:
 
 
 def write_later_stages(run_dir: Path) -> None:
-    """Classes (given, so no chart), synthetic data, U-Net."""
+    """Classes (given, so no chart), synthetic data, U-Net, no self-training."""
     save_classes(run_dir / "classes" / "classes.json",
                  ChosenClasses(dataset="ecssd", select="all", ids=[0, 1], names=["disk", "square"]))
     complete(run_dir, "classes", {"chosen": 2, "seconds": 0.1})
@@ -86,6 +86,7 @@ def write_later_stages(run_dir: Path) -> None:
     write_png(run_dir / "unet" / "curves.png", seed=8)
     complete(run_dir, "unet", {"steps": 1200, "final_loss": 0.0567, "sample_mae": 0.1789, "seconds": 300.0},
              {"unet": {"encoder": "resnet18", "source": "shards"}})
+    complete(run_dir, "selftrain", {"rounds": 0, "seconds": 0.0}, {"selftrain": {"rounds": 0}})
 
 
 def write_eval(run_dir: Path) -> None:
@@ -143,9 +144,10 @@ def test_full_run_report_is_self_contained_and_shows_every_stage(full_run: Path)
     # 2 grids, curves, DVN chart, 2 candidate sheets, synth sheet, U-Net curves, best and worst cases
     assert len(pictures) == 10 and page.count("data:image/png;base64,") == 10
     for heading in ("Overview", "1. Discover directions", "2. Rank directions", "3. Classes", "4. Synthetic data",
-                    "5. U-Net", "6. Evaluation"):
+                    "5. U-Net", "6. Self-training on unlabeled photographs", "7. Evaluation"):
         assert heading in page
-    assert page.count("complete, ") == 6 and "not run yet" not in page and "failed:" not in page
+    assert "No self-training: selftrain.rounds is 0" in page
+    assert page.count("complete, ") == 7 and "not run yet" not in page and "failed:" not in page
     assert all(number in page for number in PUBLISHED)
     assert all(f"{value:.4g}" in page for value in SUMMARY.values())
     assert "↓\u00a0lower" in page and "↑\u00a0higher" in page
@@ -216,7 +218,7 @@ def test_partial_run_renders_with_notes(tmp_path: Path) -> None:
     page = build_report(run_dir).read_text(encoding="utf-8")
     assert "saliency run: partial" in page
     assert "failed: RuntimeError: DVN &lt;diverged&gt;" in page and "<diverged>" not in page
-    assert "not finished (status running" in page and page.count("not run yet") == 3
+    assert "not finished (status running" in page and page.count("not run yet") == 4  # synth, unet, selftrain, eval
     assert "no evaluation yet" in page and all(number in page for number in PUBLISHED)
     assert len(embedded(page)) == 3  # the discover stage is shown in full
 
@@ -227,7 +229,7 @@ def test_damaged_stage_is_a_note_not_a_crash(full_run: Path) -> None:
     page = build_report(full_run).read_text(encoding="utf-8")
     assert "cannot show this section: UserError" in page and "rank file not found; rerun `saliency rank`" in page
     assert "missing picture: synth/sheet.png" in page
-    assert "6. Evaluation" in page and "2 best images by MAE" in page
+    assert "7. Evaluation" in page and "2 best images by MAE" in page
 
 
 def test_hostile_strings_are_escaped(tmp_path: Path) -> None:
