@@ -182,6 +182,33 @@ def _encode(suffix: str, image: np.ndarray, params: list[int]) -> bytes:
     return encoded.tobytes()
 
 
+ROW_HEIGHT = 160  # pixels of a tile in a row of pictures (row_figure)
+ROW_GAP = 4
+ROW_BACKGROUND = (255, 255, 255)
+
+
+def row_figure(rows: list[list[np.ndarray]], height: int = ROW_HEIGHT) -> bytes:
+    """PNG bytes: the tiles (RGB or grey uint8) in rows, each ``height`` pixels high; columns are as
+    wide as their widest tile."""
+    rows = [[_thumbnail(tile, height) for tile in row] for row in rows]
+    widths = [max(row[column].shape[1] for row in rows) for column in range(len(rows[0]))]
+    canvas = np.full((len(rows) * height + ROW_GAP * (len(rows) - 1), sum(widths) + ROW_GAP * (len(widths) - 1), 3),
+                     ROW_BACKGROUND, np.uint8)
+    for index, row in enumerate(rows):
+        left, top = 0, index * (height + ROW_GAP)
+        for tile, width in zip(row, widths):
+            start = left + (width - tile.shape[1]) // 2
+            canvas[top:top + height, start:start + tile.shape[1]] = tile
+            left += width + ROW_GAP
+    return encode_png(canvas, compression=9)
+
+
+def _thumbnail(array: np.ndarray, height: int) -> np.ndarray:
+    """An RGB tile ``height`` pixels high (a grey one repeated in R, G and B)."""
+    rgb = np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array
+    return resize(rgb, (height, max(1, round(rgb.shape[1] * height / rgb.shape[0]))))
+
+
 # Resizing ----------------------------------------------------------------------------------------
 
 def resize(image: np.ndarray, shape: tuple[int, int], interpolation: str = "auto") -> np.ndarray:

@@ -19,7 +19,8 @@ from tests.test_soak import LONG_STAGES, _command, ecssd_slice, stage_artifacts
 # neither seed nor inputs with `select: all`, stays complete); refinement is dropped, so eval must
 # not keep the refined maps of the first run.
 FIRST = {"predict__refine": "bilateral-solver"}
-CHANGED = {"discover__seed": 7, "rank__seed": 3, "synth__seed": 3, "unet__seed": 3, "selftrain__seed": 3}
+CHANGED = {"discover__seed": 7, "rank__seed": 3, "synth__seed": 3, "unet__seed": 3, "selftrain__seed": 3,
+           "predict__refine": "none"}
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess[str]:

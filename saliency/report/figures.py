@@ -1,5 +1,4 @@
-"""The report's own picture: predictions next to ground truth for the best and worst images; and
-:func:`row_figure`, the rows of tiles both it and the stages' sheets are drawn as.
+"""The report's own picture: predictions next to ground truth for the best and worst images.
 
 Every other picture of the report is drawn by its stage; this one needs the dataset's images,
 which no stage keeps, so the report composes it from the eval stage's per-image scores, the saved predictions
@@ -16,12 +15,11 @@ import numpy as np
 import torch
 
 from saliency.datasets import PairFolder
-from saliency.images import encode_png, read_gray, resize, unit_to_uint8
+from saliency.images import ROW_GAP, ROW_HEIGHT, read_gray, row_figure, unit_to_uint8
 from saliency.metrics import HIGHER_IS_BETTER
 
-THUMBNAIL_HEIGHT = 160
-GAP = 4
-BACKGROUND = (255, 255, 255)
+THUMBNAIL_HEIGHT = ROW_HEIGHT
+GAP = ROW_GAP
 CASES_PER_GROUP = 4
 
 
@@ -56,30 +54,8 @@ def case_figure(stems: list[str], predictions: Path, dataset: PairFolder | None,
     return row_figure([_tiles(stem, predictions, dataset) for stem in stems], height)
 
 
-def row_figure(rows: list[list[np.ndarray]], height: int = THUMBNAIL_HEIGHT) -> bytes:
-    """PNG bytes: the tiles (RGB or grey uint8) in rows, each ``height`` pixels high; columns are as
-    wide as their widest tile."""
-    rows = [[_thumbnail(tile, height) for tile in row] for row in rows]
-    widths = [max(row[column].shape[1] for row in rows) for column in range(len(rows[0]))]
-    canvas = np.full((len(rows) * height + GAP * (len(rows) - 1), sum(widths) + GAP * (len(widths) - 1), 3),
-                     BACKGROUND, np.uint8)
-    for index, row in enumerate(rows):
-        left, top = 0, index * (height + GAP)
-        for tile, width in zip(row, widths):
-            start = left + (width - tile.shape[1]) // 2
-            canvas[top:top + height, start:start + tile.shape[1]] = tile
-            left += width + GAP
-    return encode_png(canvas, compression=9)
-
-
 def _tiles(stem: str, predictions: Path, dataset: PairFolder | None) -> list[np.ndarray]:
     prediction = unit_to_uint8(torch.from_numpy(read_gray(Path(predictions) / f"{stem}.png"))).numpy()
     if dataset is None:
         return [prediction]
     return [dataset.image(stem), dataset.mask(stem).astype(np.uint8) * 255, prediction]
-
-
-def _thumbnail(array: np.ndarray, height: int) -> np.ndarray:
-    """An RGB tile ``height`` pixels high (a grey one repeated in R, G and B)."""
-    rgb = np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array
-    return resize(rgb, (height, max(1, round(rgb.shape[1] * height / rgb.shape[0]))))

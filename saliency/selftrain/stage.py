@@ -5,7 +5,7 @@ refines the maps with the images' edges into pseudo-masks (:mod:`.pseudo`), keep
 ones, and trains the U-Net on them from its weights of the round before (with augmentation, and
 synthetic pairs mixed in when asked). The round's folder keeps its pseudo-labels
 (``labels/STEM.png``: 0 background, 1 object, 255 ignored; ``labels/STEM.json``: the figures that
-decided), its weights, a sheet of pictures and a record; the stage's ``model.pt`` is the last
+decided), its weights, a sheet of pictures and a record; the stage's U-Net file is the last
 round's, and it is what evaluation scores. A killed stage resumes: finished rounds are read back,
 labels already written are kept, and training resumes from its checkpoint.
 """
@@ -36,8 +36,7 @@ from saliency.datasets.registry import DatasetMissing, resolve, resolve_images
 from saliency.errors import UserError
 from saliency.evaluation.checkpoint import CheckpointSource
 from saliency.evaluation.stage import evaluate
-from saliency.images import decode_labels, encode_png
-from saliency.report.figures import row_figure
+from saliency.images import decode_labels, encode_png, row_figure
 from saliency.runs import Stage, atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json_file, run_stage
 from saliency.seeding import Stream, derive_seed, seeded_rng
 from saliency.segmentation.model import MODEL_FILE, UnetSpec, load_unet, save_unet
@@ -107,7 +106,7 @@ def _digest(path: Path) -> str:
 
 
 def run_self_train(cfg: Config, run_dir: Path, device: str | torch.device, force: bool = False) -> dict[str, Any]:
-    """Stage 6 into ``run_dir/selftrain``: ``selftrain.rounds`` rounds from ``unet/model.pt`` (none
+    """Stage 6 into ``run_dir/selftrain``: ``selftrain.rounds`` rounds from the U-Net stage's model (none
     when ``rounds`` is 0 or there are no unlabeled images)."""
     run_dir = Path(run_dir)
     device = distributed.resolve_device(device)
@@ -161,7 +160,7 @@ def _self_train(stage: Stage, cfg: Config, run_dir: Path, device: torch.device,
             _run_round(cfg, stage, index, current, images, inference, refinement, rules, device, size, monitor)
         record = read_json_file(folder / ROUND_RECORD, "round record", "rerun with --force")
         if distributed.is_writer():
-            (folder / CHECKPOINT).unlink(missing_ok=True)  # the round is done: its weights are its model.pt
+            (folder / CHECKPOINT).unlink(missing_ok=True)  # the round is done: its weights are saved
         records.append(record)
         log.info("self-train: round %d kept %d of %d images (mean confidence %.3f)%s", index, record["kept"],
                  record["images"], record["mean_confidence"], _monitor_text(record.get("monitor")))
