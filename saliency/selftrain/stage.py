@@ -130,8 +130,9 @@ def run_self_train(cfg: Config, run_dir: Path, device: str | torch.device, force
     predict = {key: value for key, value in dataclasses.asdict(cfg.predict).items() if key != "refine"}
     section = {"selftrain": dataclasses.asdict(options), "predict": predict,  # selftrain.refine, not eval's
                "unet": {"temperature": cfg.unet.temperature, "ema": cfg.unet.ema}}
+    # No setting is reusable across: even another monitor set changes what the rounds' records hold.
     stage = Stage(run_dir, "selftrain", config=section, seed=cfg.seed_of("selftrain"), inputs=inputs,
-                  precision=cfg.run.precision, reusable_across=("selftrain.monitor",))
+                  precision=cfg.run.precision)
     body = functools.partial(_self_train, cfg=cfg, run_dir=run_dir, device=device, images=images)
     return run_stage(stage, body, force=force, every_rank=True)
 
@@ -139,7 +140,9 @@ def run_self_train(cfg: Config, run_dir: Path, device: str | torch.device, force
 def _self_train(stage: Stage, cfg: Config, run_dir: Path, device: torch.device,
                 images: ImageFolder | None) -> dict[str, Any]:
     options = cfg.selftrain
-    if images is None:
+    if images is None:  # an empty table of rounds: the stage's verified output, so a rerun skips it
+        if distributed.is_writer():
+            _write_table(stage.dir, [])
         return {"rounds": 0}
     start = run_dir / "unet" / MODEL_FILE
     _, extras = load_unet(start)
@@ -167,7 +170,8 @@ def _self_train(stage: Stage, cfg: Config, run_dir: Path, device: torch.device,
         current = folder / MODEL_FILE
     if distributed.is_writer():
         atomic_write_bytes(stage.dir / MODEL_FILE, current.read_bytes())
-        _write_rounds(stage.dir, records)
+        _write_table(stage.dir, records)
+        _write_figure(stage.dir, records)
     distributed.barrier()
     last = records[-1]
     metrics: dict[str, Any] = {"rounds": options.rounds, "images": len(images), "kept": last["kept"],
@@ -288,12 +292,20 @@ def _sheet(images: ImageFolder, stats: dict[str, dict[str, Any]], model_file: Pa
     return row_figure(rows)
 
 
-def _write_rounds(stage_dir: Path, records: list[dict[str, Any]]) -> None:
-    """``rounds.csv`` (a row per round: images kept, confidence, agreement, monitor scores) and
-    ``rounds.png``, the same as curves."""
+MONITOR_COLUMNS_ORDER = {key: index for index, key in enumerate(MONITOR_METRICS)}
+
+
+def _monitored(records: list[dict[str, Any]]) -> list[str]:
+    """The monitoring metrics the records hold, in the usual order."""
+    return sorted({key for record in records for key in (record.get("monitor") or {})},
+                  key=lambda key: MONITOR_COLUMNS_ORDER.get(key, len(MONITOR_COLUMNS_ORDER)))
+
+
+def _write_table(stage_dir: Path, records: list[dict[str, Any]]) -> None:
+    """``rounds.csv``: a row per round (images kept, confidence, agreement, monitor scores; row 0 the
+    U-Net before, when monitored)."""
     columns = ["round", "images", "kept", "mean_confidence", "agreement", "steps", "final_loss"]
-    metrics = sorted({key for record in records for key in (record.get("monitor") or {})},
-                     key=lambda key: MONITOR_METRICS.index(key) if key in MONITOR_METRICS else 99)
+    metrics = _monitored(records)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(columns + [f"monitor_{key}" for key in metrics] + ["dropped"])
@@ -302,6 +314,11 @@ def _write_rounds(stage_dir: Path, records: list[dict[str, Any]]) -> None:
                         + [_cell((record.get("monitor") or {}).get(key)) for key in metrics]
                         + [json.dumps(record.get("dropped") or {}, sort_keys=True)])
     atomic_write_text(Path(stage_dir) / ROUNDS_TABLE, buffer.getvalue())
+
+
+def _write_figure(stage_dir: Path, records: list[dict[str, Any]]) -> None:
+    """``rounds.png``: the table's pseudo-label figures and monitor scores as curves over rounds."""
+    metrics = _monitored(records)
     figure = Figure(figsize=(10, 4))
     left, right = figure.subplots(1, 2)
     trained = [record for record in records if record["round"] > 0]

@@ -63,6 +63,10 @@ def test_a_run_without_unlabeled_images_goes_on_without_self_training(run_cli, t
     assert len(said) == 1 and "saliency data duts-tr --from DIR" in said[0]
     assert not (run_dir / "selftrain" / MODEL_FILE).exists()
     assert json.loads((run_dir / "selftrain" / MANIFEST).read_text())["metrics"]["rounds"] == 0
+    assert (run_dir / "selftrain" / "rounds.csv").read_text().count("\n") == 1  # the header: no round
+    caplog.clear()
+    again = run_cli("self-train", "--run", run_dir, "--images", "duts-tr", "--rounds", "2")
+    assert again.code == 0 and "selftrain: complete with the same config and inputs, skipped" in caplog.text
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "not-an-image", "overlap"])
