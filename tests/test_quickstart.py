@@ -2,7 +2,7 @@
 generator with no pixel label, must beat both trivial baselines on the 500 real ECSSD test images
 and land near the figures the README publishes (docs/quickstart.md).
 
-About 7 minutes on 2 cores with bf16, so it is kept out of a plain `pytest` (marker ``quickstart``); CI
+About 6 minutes on 2 cores with bf16, so it is kept out of a plain `pytest` (marker ``quickstart``); CI
 runs it on its own with `pytest -m quickstart`. It links ECSSD's unlabeled train images too, so the
 run self-trains as the README's first command does where they are linked.
 """
