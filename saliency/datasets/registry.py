@@ -112,13 +112,7 @@ def numbered(first: int, last: int, width: int = 4) -> Split:
 def resolve(dataset: str, split: str | None = None) -> PairFolder:
     """A registered dataset's split, or a folder path (its ``split`` subfolder when it has one, else all)."""
     if dataset in _REGISTRY:
-        spec = _REGISTRY[dataset]
-        root = data_root() / spec.name
-        if not root.exists():
-            raise DatasetMissing(f"dataset {dataset!r} is not in {root}: run `saliency data {dataset} --from DIR` "
-                                 f"(or without --from to download it)")
-        if split not in (None, "all") and split not in spec.splits:
-            raise UserError(f"dataset {dataset!r} has no split {split!r}; choose one of {', '.join(spec.splits)}, all")
+        spec, root = _linked(dataset, split)
         folder = spec.open(root)
         if split in (None, "all"):
             return folder
@@ -150,13 +144,7 @@ def resolve_images(source: str, split: str | None = None) -> ImageFolder:
     linked raises :class:`DatasetMissing`."""
     if source not in _REGISTRY:
         return open_image_folder(Path(source))
-    spec = _REGISTRY[source]
-    root = data_root() / spec.name
-    if not root.exists():
-        download = " (or without --from to download it)" if spec.archives else ""
-        raise DatasetMissing(f"dataset {source!r} is not in {root}: run `saliency data {source} --from DIR`{download}")
-    if split not in (None, "all") and split not in spec.splits:
-        raise UserError(f"dataset {source!r} has no split {split!r}; choose one of {', '.join(spec.splits)}, all")
+    spec, root = _linked(source, split)
     folder = open_image_folder(spec.image_folder(root), name=source)
     chosen = spec.splits.get(split or "all")
     if chosen is None:
@@ -166,6 +154,19 @@ def resolve_images(source: str, split: str | None = None) -> ImageFolder:
     if not wanted:
         raise UserError(f"dataset {source!r} in {root} holds none of the {split} split's images")
     return ImageFolder(folder.images_dir, wanted, f"{source}/{split}")
+
+
+def _linked(name: str, split: str | None) -> tuple[DatasetSpec, Path]:
+    """The registered dataset ``name`` and its folder under the data root, once ``split`` is known to
+    be one of its splits; :class:`DatasetMissing` when it is not linked."""
+    spec = _REGISTRY[name]
+    root = data_root() / spec.name
+    if not root.exists():
+        download = " (or without --from to download it)" if spec.archives else ""
+        raise DatasetMissing(f"dataset {name!r} is not in {root}: run `saliency data {name} --from DIR`{download}")
+    if split not in (None, "all") and split not in spec.splits:
+        raise UserError(f"dataset {name!r} has no split {split!r}; choose one of {', '.join(spec.splits)}, all")
+    return spec, root
 
 
 def held_splits(spec: DatasetSpec, stems: set[str]) -> list[str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
-import hashlib
 import io
 import json
 import logging
@@ -37,7 +36,16 @@ from saliency.errors import UserError
 from saliency.evaluation.checkpoint import CheckpointSource
 from saliency.evaluation.stage import evaluate
 from saliency.images import decode_labels, encode_png, row_figure
-from saliency.runs import Stage, atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json_file, run_stage
+from saliency.runs import (
+    Stage,
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    read_json_file,
+    run_stage,
+    sha256_file,
+)
 from saliency.seeding import Stream, derive_seed, seeded_rng
 from saliency.segmentation.model import MODEL_FILE, UnetSpec, load_unet, save_unet
 from saliency.segmentation.predict import SHORTER_SIDE, Inference
@@ -93,16 +101,12 @@ def refuse_overlap(images: ImageFolder, cfg: Config) -> None:
             dataset = resolve(name, split)
         except DatasetMissing:
             continue  # not on this machine: the run scores on a stand-in, which no photograph can be
-        held.update({_digest(dataset.image_path(stem)): dataset.image_path(stem) for stem in dataset.stems})
+        held.update({sha256_file(dataset.image_path(stem)): dataset.image_path(stem) for stem in dataset.stems})
     for stem in images.stems:
         path = images.image_path(stem)
-        if (twin := held.get(_digest(path))) is not None:
+        if (twin := held.get(sha256_file(path))) is not None:
             raise UserError(f"{path}: the same image as {twin}, which the run is scored on; self-training never "
                             f"sees a test image: remove it from {images.images_dir} or choose other images")
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def run_self_train(cfg: Config, run_dir: Path, device: str | torch.device, force: bool = False) -> dict[str, Any]:
