@@ -39,10 +39,15 @@ class PairFolder:
         return read_mask(self.mask_path(stem))
 
     def _paths(self, folder: Path) -> dict[str, Path]:
-        cache = self.__dict__.setdefault("_listing", {})
-        if folder not in cache:
-            cache[folder] = list_images(folder)
-        return cache[folder]
+        return _listed(self, folder)
+
+
+def _listed(owner: object, folder: Path) -> dict[str, Path]:
+    """``list_images(folder)``, listed once per (frozen) dataset object and kept on it."""
+    cache = owner.__dict__.setdefault("_listing", {})
+    if folder not in cache:
+        cache[folder] = list_images(folder)
+    return cache[folder]
 
 
 @dataclass(frozen=True)
@@ -58,10 +63,7 @@ class ImageFolder:
         return len(self.stems)
 
     def image_path(self, stem: str) -> Path:
-        cache = self.__dict__.setdefault("_listing", {})
-        if not cache:
-            cache.update(list_images(self.images_dir))
-        return cache[stem]
+        return _listed(self, self.images_dir)[stem]
 
     def image(self, stem: str) -> np.ndarray:
         return read_image(self.image_path(stem))
