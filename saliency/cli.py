@@ -18,7 +18,7 @@ import click
 
 from saliency.config import Config, load_config
 from saliency.errors import UserError
-from saliency.evaluation.sources import BASELINES
+from saliency.evaluation import BASELINE_NAMES
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-@click.version_option(package_name="saliency")
+@click.version_option(package_name="gan-saliency")
 def cli(verbose: bool) -> None:
     """Unsupervised salient-object detection from a pretrained GAN's latent directions."""
     logging.basicConfig(format="%(message)s")
@@ -133,7 +133,7 @@ def data_command(name: str, source: Path | None) -> None:
 @click.option("--split", default=None, help="Split of a registered dataset (test, train, all).")
 @click.option("--predictions", type=click.Path(path_type=Path), default=None,
               help="Folder of predictions named like the images (8- or 16-bit PNGs, float TIFFs in [0, 1]).")
-@click.option("--baseline", type=click.Choice(sorted(BASELINES)), default=None,
+@click.option("--baseline", type=click.Choice(BASELINE_NAMES), default=None,
               help="Evaluate a trivial prediction instead (the sanity floor).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="A trained U-Net (a run's unet stage writes it): predict every image, keep the PNGs, and score them.")
@@ -158,7 +158,7 @@ def eval_command(metrics: tuple[str, ...], dataset: str | None, split: str | Non
     """Score saliency predictions on a dataset (MAE, F-beta, S-, E-measure, IoU, accuracy)."""
     from saliency.config import dataset_names
     from saliency.distributed import resolve_device, settle_precision
-    from saliency.evaluation.sources import FolderSource, PredictionSource
+    from saliency.evaluation.sources import BASELINES, FolderSource, PredictionSource
     from saliency.evaluation.stage import run_eval
     from saliency.segmentation.refine import Refinement
 
@@ -290,40 +290,105 @@ def report_command(run_dir: Path) -> None:
     click.echo(f"wrote {build_report(run_dir)}")
 
 
-@cli.command("predict")
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="A U-Net from `saliency train-unet`.")
-@click.option("--images", type=click.Path(path_type=Path), required=True, help="Folder of images.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the PNG predictions.")
-@click.option("--activation", default=None, help="sigmoid-logit or softmax (default: the checkpoint's own).")
-@click.option("--offset", type=float, default=None, help="Added to the foreground logit before the activation "
-              "(default: the checkpoint's own).")
-@click.option("--flip/--no-flip", default=None, help="Average with the mirrored image's prediction "
-              "(default: the checkpoint's own).")
-@click.option("--refine", type=click.Choice(["none", "bilateral-solver"]), default=None,
-              help="Refine each map with its image as guide (default: the config's predict.refine, else none; "
-                   "parameters: the config's predict.refine_* settings).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "auto"]), default=None,
-              help="Default: the config's run.precision (auto: bf16 where the device computes it fast).")
-@click.option("--device", default=None, help="cpu, cuda or auto (default: the config's run.device).")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="Pipeline YAML whose predict section (and run.precision, run.device) to use, as `saliency eval` "
-                   "does: the same config makes the maps eval scores.")
-@SET_OPTION
-def predict_command(checkpoint: Path, images: Path, out: Path, activation: str | None, offset: float | None,
-                    flip: bool | None, refine: str | None, precision: str | None, device: str | None,
-                    config_path: Path | None, settings: tuple[str, ...]) -> None:
-    """Predict a saliency PNG per image (shorter side to the training size, foreground probability, original size)."""
+CHECKPOINT_HELP = "A U-Net from `saliency train-unet`, or a run folder (the U-Net its eval scores)."
+INFERENCE_OPTIONS = (
+    click.option("--activation", default=None, help="sigmoid-logit or softmax (default: the checkpoint's own)."),
+    click.option("--offset", type=float, default=None, help="Added to the foreground logit before the activation "
+                 "(default: the checkpoint's own)."),
+    click.option("--flip/--no-flip", default=None, help="Average with the mirrored image's prediction "
+                 "(default: the checkpoint's own)."),
+    click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+                 help="Pipeline YAML whose predict section (and run.precision, run.device) to use, as `saliency eval` "
+                      "does: the same config makes the maps eval scores."),
+    SET_OPTION,
+)
+
+
+RUNTIME_OPTIONS = (
+    click.option("--refine", type=click.Choice(["none", "bilateral-solver"]), default=None,
+                 help="Refine each map with its image as guide (default: the config's predict.refine, else none; "
+                      "parameters: the config's predict.refine_* settings)."),
+    click.option("--precision", type=click.Choice(["fp32", "bf16", "auto"]), default=None,
+                 help="Default: the config's run.precision (auto: bf16 where the device computes it fast)."),
+    click.option("--device", default=None, help="cpu, cuda or auto (default: the config's run.device)."),
+)
+
+
+def _with(options: tuple[Callable[..., Any], ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+# The options that choose how a checkpoint predicts (predict, export, serve): inference settings and
+# the config whose predict section supplies them; and, where maps are made here, refinement and device.
+inference_options = _with(INFERENCE_OPTIONS)
+runtime_options = _with(RUNTIME_OPTIONS)
+
+
+def load_detector(checkpoint: Path, config_path: Path | None, settings: tuple[str, ...], device: str | None,
+                  precision: str | None = None, refine: str | None = None, **given: Any) -> Any:
+    """The :class:`~saliency.segmentation.predict.Detector` of a checkpoint as the options and config choose."""
     from saliency.distributed import resolve_device, resolve_precision
-    from saliency.segmentation.predict import predict_folder
+    from saliency.segmentation.predict import Detector
     from saliency.segmentation.refine import Refinement
 
     config, _ = resolve(config_path, None, {"predict.refine": refine, "run.precision": precision,
                                             "run.device": device}, settings)
-    chosen = inference_settings(config, config_path, settings, activation=activation, offset=offset, flip=flip)
+    chosen = inference_settings(config, config_path, settings, **given)
     on = resolve_device(config.run.device)
-    written = predict_folder(checkpoint, images, out, on, Refinement.of_config(config.predict),
-                             precision=resolve_precision(config.run.precision, on), **chosen)
-    click.echo(f"wrote {written} predictions to {out}")
+    return Detector.load(checkpoint, on, precision=resolve_precision(config.run.precision, on),
+                         refine=Refinement.of_config(config.predict), **chosen)
+
+
+@cli.command("predict")
+@click.argument("inputs", nargs=-1)
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help=CHECKPOINT_HELP)
+@click.option("--images", "image_options", multiple=True, help="Images to predict, like INPUTS (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the PNGs, one per image.")
+@click.option("--format", "output_format", type=click.Choice(["probability", "mask", "cutout", "overlay"]),
+              default="probability", show_default=True, help="The map (8-bit grey), the mask (0/255, map ≥ 0.5), the "
+              "cut-out (RGBA, background transparent) or the overlay (the map as a red tint over the image).")
+@runtime_options
+@inference_options
+def predict_command(inputs: tuple[str, ...], checkpoint: Path, image_options: tuple[str, ...], out: Path,
+                    output_format: str, refine: str | None, precision: str | None, activation: str | None,
+                    offset: float | None, flip: bool | None, device: str | None, config_path: Path | None,
+                    settings: tuple[str, ...]) -> None:
+    """Predict a PNG per image: INPUTS are image files, folders and glob patterns ('photos/*.jpg')."""
+    from saliency.segmentation.predict import gather_images, predict_images
+
+    images = (*inputs, *image_options)
+    gather_images(images)  # bad input fails before the model loads
+    detector = load_detector(checkpoint, config_path, settings, device, precision, refine,
+                             activation=activation, offset=offset, flip=flip)
+    written = predict_images(detector, images, out, output_format)
+    click.echo(f"wrote {written} {output_format} PNGs to {out}")
+
+
+@cli.command("export")
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help=CHECKPOINT_HELP)
+@click.option("--format", "export_format", type=click.Choice(["onnx", "torchscript"]), required=True,
+              help="onnx (onnxruntime and friends) or torchscript (torch.jit.load, C++ libtorch).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="The file to write (default: beside the checkpoint, model.onnx or model.torchscript.pt).")
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+@inference_options
+def export_command(checkpoint: Path, export_format: str, out: Path | None, force: bool, activation: str | None,
+                   offset: float | None, flip: bool | None, config_path: Path | None, settings: tuple[str, ...]) -> None:
+    """Write the detector as one file: RGB (N, 3, H, W) float in [0, 1] -> probability (N, 1, H, W), any size."""
+    from saliency.segmentation.export import TOLERANCE, default_path, export_detector
+
+    detector = load_detector(checkpoint, config_path, settings, "cpu", "fp32", "none",
+                             activation=activation, offset=offset, flip=flip)
+    target = out if out is not None else default_path(detector.checkpoint, export_format)
+    difference = export_detector(detector, export_format, target, overwrite=force)
+    checked = (f"largest difference from PyTorch {difference:.1e} (≤ {TOLERANCE:g})" if difference == difference
+               else "not checked: install onnxruntime to check it")
+    click.echo(f"wrote {target} ({checked})")
 
 
 @cli.command("generate")
@@ -464,3 +529,26 @@ def rank_command(real: str | None, top: int | None, direction: int | None, sign:
                  "run.device": device}
     config, run_dir = resolve(config_path, run_dir, overrides, settings)
     print_metrics(run_rank(config, run_dir, config.run.device, force=force))
+
+
+@cli.command("serve")
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help=CHECKPOINT_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface; the page has no login).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: any free one).")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+              help="Largest image file taken, in MB of 2^20 bytes (larger ones are refused with HTTP 413).")
+@runtime_options
+@inference_options
+def serve_command(checkpoint: Path, host: str, port: int, max_upload_mb: float, refine: str | None,
+                  precision: str | None, device: str | None, activation: str | None, offset: float | None, flip: bool | None,
+                  config_path: Path | None, settings: tuple[str, ...]) -> None:
+    """A local web page: drop or pick an image, see and download its saliency map, mask and cut-out."""
+    from saliency.serve import require_extras
+
+    require_extras()  # before the model loads: Flask and waitress are the [serve] extra
+    from saliency.serve.app import MEGABYTE, serve
+
+    detector = load_detector(checkpoint, config_path, settings, device, precision, refine,
+                             activation=activation, offset=offset, flip=flip)
+    serve(detector, host, port, max_upload_bytes=int(max_upload_mb * MEGABYTE))

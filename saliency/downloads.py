@@ -26,9 +26,9 @@ from typing import BinaryIO
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from saliency.errors import UserError
+from saliency.progress import progress
 from saliency.runs import load_torch_file, sha256_file
 
 log = logging.getLogger("saliency")
@@ -116,7 +116,7 @@ def _stream(url: str, out: BinaryIO, size: int | None, desc: str) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": "saliency"})
     with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
         total = size or int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=desc) as bar:
+        with progress(total=total, unit="B", unit_scale=True, desc=desc) as bar:
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
                 bar.update(len(chunk))

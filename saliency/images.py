@@ -138,7 +138,7 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 # Encoding ----------------------------------------------------------------------------------------
 
 def encode_png(image: np.ndarray, compression: int = PNG_COMPRESSION) -> bytes:
-    """A PNG of an RGB ``(H, W, 3)`` or grey ``(H, W)`` uint8 array; no metadata, so equal arrays
+    """A PNG of an RGB ``(H, W, 3)``, RGBA ``(H, W, 4)`` or grey ``(H, W)`` uint8 array; no metadata, so equal arrays
     give equal bytes."""
     return _encode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, compression])
 
@@ -174,9 +174,11 @@ def write_grid(path: Path, grid: torch.Tensor) -> Path:
 
 
 def _encode(suffix: str, image: np.ndarray, params: list[int]) -> bytes:
-    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
-        raise ValueError(f"expected an (H, W, 3) or (H, W) uint8 array, got {image.dtype} {image.shape}")
-    ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(image[..., ::-1] if image.ndim == 3 else image), params)
+    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+        raise ValueError(f"expected an (H, W, 3), (H, W, 4) or (H, W) uint8 array, got {image.dtype} {image.shape}")
+    if image.ndim == 3:  # RGB(A) to OpenCV's BGR(A)
+        image = image[..., [2, 1, 0, 3][: image.shape[2]]]
+    ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(image), params)
     if not ok:
         raise RuntimeError(f"OpenCV could not encode a {image.shape} image as {suffix}")
     return encoded.tobytes()

@@ -41,7 +41,10 @@ MANIFEST = "manifest.json"
 LOG = "log.txt"
 LOCK = ".lock"
 ASIDE_SUFFIX = ".replaced"  # a complete stage under --force, kept until its replacement completes
-_VERSIONED_PACKAGES = ("saliency", "torch", "torchvision", "segmentation-models-pytorch", "numpy", "opencv-python-headless")
+# Manifest key -> the distribution whose version it records (this package is published as gan-saliency:
+# "saliency" on PyPI is another project).
+_VERSIONED_PACKAGES = {"saliency": "gan-saliency", **{name: name for name in (
+    "torch", "torchvision", "segmentation-models-pytorch", "numpy", "opencv-python-headless")}}
 
 
 def _fresh_temporary(path: Path) -> Path:
@@ -161,9 +164,9 @@ def remove_temporary_files(folder: Path) -> int:
 
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for name in _VERSIONED_PACKAGES:
+    for key, distribution in _VERSIONED_PACKAGES.items():
         with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[name] = metadata.version(name)
+            versions[key] = metadata.version(distribution)
     return versions
 
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 from matplotlib.figure import Figure
-from tqdm import tqdm
 
 from saliency import distributed
+from saliency.progress import progress
 from saliency.runs import atomic_path, atomic_torch_save, atomic_write_text, load_torch_file
 from saliency.seeding import seeded_rng
 
@@ -66,8 +66,7 @@ class ProgressLog:
     def __init__(self, history: History, total: int, desc: str, every: int, shown: dict[str, str]):
         self.history, self.every, self.shown = history, every, shown
         self.pending: list[torch.Tensor] = []
-        self.bar = tqdm(total=total, initial=len(history.rows), desc=desc, dynamic_ncols=True,
-                        disable=not distributed.is_writer())
+        self.bar = progress(total=total, initial=len(history.rows), desc=desc, disable=not distributed.is_writer())
 
     def record(self, done: int, values: list[torch.Tensor], flush: bool = False) -> None:
         """The values of step ``done`` (1-based), one per history column; ``flush`` forces the update."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +159,40 @@ def test_the_table_puts_published_figures_beside_ours() -> None:
     assert lines[0] == "| dataset | images | method | max-Fβ | IoU | accuracy | MAE |"
     assert lines[2] == "| duts-te/test | 5019 | ours | 0.500 | 0.400 | 0.800 | 0.200 |"
     assert lines[3] == "| duts-te | — | Voynov et al. 2021, BigBiGAN (published) | 0.608 | 0.498 | 0.878 | — |"
+
+
+HELP_OF_EVERY_COMMAND = """\
+import json, sys
+from saliency.cli import cli, main
+codes = {}
+for args in [[], *([name] for name in sorted(cli.commands))]:
+    sys.argv = ["saliency", *args, "--help"]
+    try:
+        main()
+        codes[" ".join(args)] = 0
+    except SystemExit as exit_:
+        codes[" ".join(args)] = exit_.code
+print(json.dumps({"codes": codes, "torch": "torch" in sys.modules}))
+"""
+
+
+def test_help_of_every_command_imports_no_torch() -> None:
+    """`saliency --help` and each command's `--help` answer at once: nothing on the way loads torch."""
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", HELP_OF_EVERY_COMMAND], capture_output=True, text=True, timeout=60,
+                          cwd=repo)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert {"", "eval", "train-unet", "run", "predict"} <= set(found["codes"])
+    assert all(code == 0 for code in found["codes"].values()), found
+    assert found["torch"] is False
+    whole = subprocess.run([sys.executable, "-m", "saliency", "--help"], capture_output=True, text=True, timeout=60,
+                           cwd=repo)
+    assert whole.returncode == 0 and "train-unet" in whole.stdout
+
+
+def test_the_baseline_names_of_the_cli_are_the_baselines() -> None:
+    from saliency.evaluation import BASELINE_NAMES
+    from saliency.evaluation.sources import BASELINES
+
+    assert BASELINE_NAMES == tuple(sorted(BASELINES))

@@ -95,3 +95,11 @@ def test_atomic_writes_follow_the_umask_without_changing_it(tmp_path: Path) -> N
         os.umask(previous)
     assert written.read_text() == "shared" and written.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir()] == ["result.txt"]  # no temporary file left
+
+
+def test_the_manifest_records_this_package_under_its_distribution_name() -> None:
+    """The distribution is gan-saliency ("saliency" on PyPI is another project); the manifest keeps the key."""
+    import saliency
+    from saliency.runs import package_versions
+
+    assert package_versions()["saliency"] == saliency.__version__

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from tqdm import tqdm
-
 from saliency.datasets.registry import Archive, DatasetSpec, data_root, get_spec, held_splits
 from saliency.downloads import WeightFile, fetch_or_explain
 from saliency.errors import UserError
 from saliency.images import read_gray, read_image
+from saliency.progress import progress
 from saliency.runs import sha256_file
 
 log = logging.getLogger("saliency")
@@ -91,11 +90,11 @@ def _decoded_files(spec: DatasetSpec, root: Path) -> dict[str, Path]:
 
         images = open_image_folder(spec.image_folder(root), name=spec.name)
         paths = [images.image_path(stem) for stem in images.stems]
-        for path in tqdm(paths, desc=f"decoding {spec.name}", unit="image", leave=False):
+        for path in progress(paths, desc=f"decoding {spec.name}", unit="image", leave=False):
             read_image(path)
         return {path.relative_to(root).as_posix(): path for path in paths}
     folder = spec.open(root)
-    for stem in tqdm(folder.stems, desc=f"decoding {spec.name}", unit="pair", leave=False):
+    for stem in progress(folder.stems, desc=f"decoding {spec.name}", unit="pair", leave=False):
         read_image(folder.image_path(stem))
         read_gray(folder.mask_path(stem))
     return {p.relative_to(root).as_posix(): p for stem in folder.stems

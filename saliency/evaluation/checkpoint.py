@@ -13,7 +13,7 @@ from saliency.datasets import PairFolder
 from saliency.errors import UserError
 from saliency.evaluation.sources import PredictionSource
 from saliency.runs import atomic_write_bytes
-from saliency.segmentation.predict import Predictor, saved_map
+from saliency.segmentation.predict import Detector
 
 
 class CheckpointSource(PredictionSource):
@@ -25,21 +25,21 @@ class CheckpointSource(PredictionSource):
         self.device, self.overrides = device, overrides
         self.save_to = save_to
         self.name = f"checkpoint:{self.checkpoint}"
-        self._predictor: Predictor | None = None
+        self._detector: Detector | None = None
 
     def identity(self) -> str:
         return "checkpoint"
 
     def check(self, dataset: PairFolder) -> None:
-        self._predictor = Predictor(self.checkpoint, self.device, **self.overrides)
+        self._detector = Detector.load(self.checkpoint, self.device, **self.overrides)
 
     def save_into(self, folder: Path) -> None:
         self.save_to = Path(folder)
 
     def predict(self, dataset: PairFolder, stem: str, shape: tuple[int, int]) -> np.ndarray:
-        if self._predictor is None:
+        if self._detector is None:
             raise RuntimeError("CheckpointSource.check() loads the model; call it before predict()")
-        png, prediction = saved_map(self._predictor(dataset.image(stem)))
+        png, prediction = self._detector.saliency(dataset.image(stem))
         if self.save_to is not None:
             atomic_write_bytes(Path(self.save_to) / f"{stem}.png", png)
         if prediction.shape != shape:

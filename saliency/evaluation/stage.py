@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from saliency.config import Config, dataset_names
 from saliency.datasets import PairFolder, resolve
@@ -27,6 +26,7 @@ from saliency.errors import UserError
 from saliency.evaluation.published import published_for
 from saliency.evaluation.sources import PredictionSource
 from saliency.metrics import EvaluationResult, SaliencyEvaluator
+from saliency.progress import progress
 from saliency.runs import Stage, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json_file, run_stage
 from saliency.segmentation.predict import saved_map
 from saliency.segmentation.refine import Refinement
@@ -66,7 +66,7 @@ def evaluate(dataset: PairFolder, source: PredictionSource, metrics: list[str],
         refinement.check()
     raw = SaliencyEvaluator(metrics)
     refined = SaliencyEvaluator(metrics) if refining else None
-    for stem in tqdm(dataset.stems, desc=f"evaluating on {dataset.name}", unit="img", leave=False):
+    for stem in progress(dataset.stems, desc=f"evaluating on {dataset.name}", unit="img", leave=False):
         mask = dataset.mask(stem)
         prediction = source.predict(dataset, stem, mask.shape)
         raw.add(stem, prediction, mask)

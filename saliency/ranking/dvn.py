@@ -26,21 +26,18 @@ dozens of directions per chunk small (images are kept as 8-bit, as real images a
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from saliency import distributed
 from saliency.generators.base import Generator
 from saliency.images import resize_batch, signed_to_uint8, uint8_to_signed
+from saliency.progress import progress
 from saliency.seeding import Stream, seeded_rng
-
-log = logging.getLogger("saliency")
 
 DVN_RESOLUTION = 32
 MIN_RESOLUTION = 32  # three 5×5 convolutions and two 2× poolings need at least 32 px
@@ -227,9 +224,10 @@ def dvn_scores(generator: Generator, directions: torch.Tensor, real: torch.Tenso
     count = directions.shape[1]
     scores = torch.empty(count)
     chunks = [list(range(start, min(start + settings.chunk, count))) for start in range(0, count, settings.chunk)]
-    for indices in tqdm(chunks, desc="DVN", unit="chunk", leave=False):
-        scores[indices] = dvn_chunk(generator, directions, indices, real, z, classes, settings, seed)
-        log.info("DVN: %d/%d directions done", indices[-1] + 1, count)
+    with progress(total=count, desc="DVN", unit="direction", leave=False) as bar:
+        for indices in chunks:
+            scores[indices] = dvn_chunk(generator, directions, indices, real, z, classes, settings, seed)
+            bar.update(len(indices))
     return scores
 
 

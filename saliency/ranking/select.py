@@ -31,11 +31,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
-from tqdm import tqdm
 
 from saliency import distributed
 from saliency.generators.base import Generator
 from saliency.masks import MaskRule, brightness, shift_latents
+from saliency.progress import progress as progress_bar
 
 SIGNS = (1, -1)
 
@@ -145,7 +145,7 @@ def score_candidates(generator: Generator, directions: torch.Tensor, indices: li
     their stored lengths), best first, on the latents ``z`` and ``classes``."""
     base = base_images(generator, z, classes, settings)
     candidates = []
-    for k in tqdm(indices, desc="rank: effect check", unit="direction", disable=not progress):
+    for k in progress_bar(indices, desc="rank: effect check", unit="direction", disable=not progress):
         scores = score_direction(generator, directions[:, k], z, classes, settings, base)
         for (sign, s), measures in scores.items():
             candidates.append(Candidate(direction=k, sign=sign, shift=s, dvn=float(dvn[k]), **measures))

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from tqdm import tqdm
 
 from saliency import distributed
 from saliency.config import Config, dataset_names
@@ -36,6 +35,7 @@ from saliency.errors import UserError
 from saliency.evaluation.checkpoint import CheckpointSource
 from saliency.evaluation.stage import evaluate
 from saliency.images import decode_labels, encode_png, row_figure
+from saliency.progress import progress
 from saliency.runs import (
     Stage,
     atomic_path,
@@ -198,7 +198,7 @@ def _run_round(cfg: Config, stage: Stage, index: int, current: Path, images: Ima
     model, extras = load_unet(current, device)
     inference = inference.replace(shorter_side=int(extras.get("resolution", SHORTER_SIDE)))
     mine = images.stems[distributed.rank():: distributed.world_size()]
-    for stem in tqdm(mine, desc=f"self-train round {index}: pseudo-labels", unit="img", leave=False):
+    for stem in progress(mine, desc=f"self-train round {index}: pseudo-labels", unit="img", leave=False):
         if (labels / f"{stem}.json").is_file():
             continue
         label = pseudo_label(model, images.image(stem), device, inference, refinement, rules)

@@ -68,7 +68,7 @@ def is_complete(folder: Path, count: int) -> bool:
 def write_shard(sampler: PairSampler, root: Path, shard: int, count: int, shard_size: int,
                 progress: Any = None) -> Path:
     """Shard ``shard`` with ``count`` accepted pairs under ``root``, replacing what was there;
-    ``progress`` (a tqdm bar) counts the pairs."""
+    ``progress`` (a :func:`saliency.progress.progress` bar) counts the pairs."""
     final = Path(root) / shard_name(shard)
     tmp = final.with_name(f".{final.name}.tmp")
     for stale in (tmp, final):

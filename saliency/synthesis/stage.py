@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from saliency import distributed, generators
 from saliency.classes import CLASSES_FILE, ChosenClasses, load_classes
@@ -29,6 +28,7 @@ from saliency.config import Config
 from saliency.errors import UserError
 from saliency.generators.base import Generator
 from saliency.masks import MaskRule
+from saliency.progress import Progress, progress
 from saliency.ranking.artifacts import RANK_FILE, load_choice
 from saliency.runs import Stage, atomic_write_json, run_stage
 from saliency.synthesis.online import OnlinePairs, PairSampler, shard_counts
@@ -149,7 +149,7 @@ class FirstPairClock:
     """A progress bar's stand-in that also notes the seconds from ``start`` to the first pair: the
     last leg of the time to the first masks (docs/architecture.md)."""
 
-    def __init__(self, bar: tqdm, start: float) -> None:
+    def __init__(self, bar: Progress[Any], start: float) -> None:
         self.bar, self.start = bar, start
         self.seconds: float | None = None
 
@@ -170,7 +170,7 @@ def _synth(stage: Stage, cfg: Config, device: torch.device, chosen: ChosenClasse
     rank, world = distributed.rank(), distributed.world_size()
     counts = shard_counts(options.n, options.shard_size)
     mine = sum(counts[k] for k in my_shards(options.n, options.shard_size, rank, world))
-    with tqdm(total=mine, desc=f"synth (rank {rank})", unit="pair", disable=not distributed.is_writer()) as bar:
+    with progress(total=mine, desc=f"synth (rank {rank})", unit="pair", disable=not distributed.is_writer()) as bar:
         clock = FirstPairClock(bar, started)
         write_shards(sampler, stage.dir / SHARDS_DIR, options.n, options.shard_size, rank, world, progress=clock)
     distributed.barrier()

@@ -14,7 +14,7 @@ import torch
 
 from saliency.errors import UserError
 from saliency.segmentation.model import ClassicUNet, UnetSpec, build_unet, load_unet, save_unet
-from saliency.segmentation.predict import Inference, foreground_probability, predict_image, to_input
+from saliency.segmentation.predict import Inference, SaliencyNet, foreground_probability, predict_image
 
 SMP = UnetSpec("smp", "resnet18")
 
@@ -68,18 +68,28 @@ def test_foreign_or_damaged_checkpoint_is_a_user_error(tmp_path: Path) -> None:
 
 
 def test_inference_resizes_shorter_side_to_128_and_back(checkpoint: Path) -> None:
+    """The shorter side goes to 128 by OpenCV's area resampling (the longer side rounded down, as the
+    authors do), the input is padded to the U-Net's multiple, and the map comes back bilinearly."""
     image = np.random.default_rng(0).integers(0, 255, (300, 451, 3), dtype=np.uint8)
-    assert to_input(image).shape == (1, 3, 128, 192)  # 128 · 451 // 300 = 192 (the authors round down)
-    assert to_input(image[:, :449]).shape == (1, 3, 128, 191)
     model, _ = load_unet(checkpoint)
+    net = SaliencyNet(model, Inference())
+    for width, expected_width in ((451, 192), (449, 191)):  # 128 · 451 // 300 = 192, 128 · 449 // 300 = 191
+        batch = net.prepare(torch.from_numpy(image[:, :width]).permute(2, 0, 1)[None].float() / 255)
+        assert batch.shape == (1, 3, 128, 192)  # 191 padded to the smp U-Net's multiple of 32
+        area = cv2.resize(image[:, :width].astype(np.float32), (expected_width, 128), interpolation=cv2.INTER_AREA)
+        np.testing.assert_allclose(batch[0, :, :, :expected_width].permute(1, 2, 0).numpy(), area / 127.5 - 1, atol=1e-4)
+    small = np.random.default_rng(1).integers(0, 255, (20, 30, 3), dtype=np.uint8)  # a small image grows bilinearly
+    batch = net.prepare(torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255)
+    grown = cv2.resize(small.astype(np.float32), (192, 128), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(batch[0].permute(1, 2, 0).numpy(), grown / 127.5 - 1, atol=1e-4)
     with torch.no_grad():
-        logits = model(to_input(image))
+        logits = model(net.prepare(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255))
     for activation in ("softmax", "sigmoid-logit"):
         probability = predict_image(model, image, inference=Inference(activation=activation))
         assert probability.shape == (300, 451) and probability.dtype == np.float32
         # the model's map at 128 × 192, resized back to the photo's own size
-        small = foreground_probability(logits, activation)[0].numpy()
-        expected = cv2.resize(small, (451, 300), interpolation=cv2.INTER_LINEAR)
+        small_map = foreground_probability(logits, activation)[0].numpy()
+        expected = cv2.resize(small_map, (451, 300), interpolation=cv2.INTER_LINEAR)
         assert np.abs(probability - expected).max() < 1e-5
 
 
@@ -181,7 +191,7 @@ def test_predict_never_mixes_maps_made_otherwise(run_cli, checkpoint: Path, tiny
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     (out / "0001.png").unlink()  # as an interrupted call leaves it
     again = run_cli("predict", "--checkpoint", checkpoint, "--images", images, "--out", out)
-    assert again.code == 0 and "wrote 1 predictions" in again.out
+    assert again.code == 0 and "wrote 1 probability PNGs" in again.out
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     for options, named in ((["--refine", "bilateral-solver"], "refine"), (["--flip"], "inference"),
                            (["--offset", "0.5"], "inference")):
