@@ -166,3 +166,27 @@ def run_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
         return CliResult(code, captured.out, captured.err)
 
     return invoke
+
+
+def write_tiny_unet(path: Path, **extras: object) -> Path:
+    """A tiny random classic U-Net checkpoint (width 4) whose maps are neither flat nor all one
+    side of 0.5: batch norm's statistics come from a few random batches (fresh statistics give a
+    map that is the same everywhere), and, unless ``extras`` set one, the offset puts half of a
+    random image's pixels in the mask. ``extras`` are recorded as a trained U-Net's settings."""
+    import torch
+
+    from saliency.segmentation.model import UnetSpec, build_unet, save_unet
+    from saliency.segmentation.predict import _probability
+
+    spec = UnetSpec("classic", width=4)
+    torch.manual_seed(0)
+    model = build_unet(spec).train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(2, 3, 64, 64) * 2 - 1)
+        logits = model.eval()(torch.rand(1, 3, 64, 64) * 2 - 1)
+    if "offset" not in extras:
+        probability = _probability(logits, extras.get("activation") == "softmax", 0.0)
+        extras["offset"] = -float(torch.logit(probability.median()))
+    return save_unet(model, Path(path), spec, {"resolution": 64, **extras})
+

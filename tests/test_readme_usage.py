@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from saliency.segmentation.model import UnetSpec, build_unet, save_unet
+from tests.conftest import write_tiny_unet
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -38,14 +37,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def layout(tmp_path: Path, ecssd_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """runs/quickstart with a trained-looking tiny U-Net in unet/, photo.jpg and photos/ of ECSSD."""
-    spec = UnetSpec("classic", width=4)
-    torch.manual_seed(0)
-    model = build_unet(spec).train()
-    with torch.no_grad():
-        model(torch.rand(2, 3, 64, 64) * 2 - 1)
-    (tmp_path / "runs" / "quickstart" / "unet").mkdir(parents=True)
-    save_unet(model, tmp_path / "runs" / "quickstart" / "unet" / "model.pt", spec, {"resolution": 64})
+    """runs/quickstart with a tiny U-Net in unet/, photo.jpg and photos/ of ECSSD."""
+    write_tiny_unet(tmp_path / "runs" / "quickstart" / "unet" / "model.pt")
     shutil.copy(ecssd_root / "images" / "0501.jpg", tmp_path / "photo.jpg")
     (tmp_path / "photos").mkdir()
     for stem in ("0502", "0503"):

@@ -7,31 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from saliency.segmentation.model import UnetSpec, build_unet, save_unet
 from saliency.segmentation.predict import Detector
+from tests.conftest import write_tiny_unet
 
-SPEC = UnetSpec("classic", width=4)
 STEMS = ("0501", "0502", "0503")
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random tiny classic U-Net with recorded settings; batch norm's statistics come from a few
-    random batches, so its maps vary across the image (fresh statistics give a flat map), and its
-    offset puts half of a random image's pixels in the mask."""
-    torch.manual_seed(0)
-    model = build_unet(SPEC).train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(torch.rand(2, 3, 64, 64) * 2 - 1)
-        logits = model.eval()(torch.rand(1, 3, 64, 64) * 2 - 1)
-    offset = -float((logits[:, 1] - logits[:, 0]).median())
-    path = tmp_path_factory.mktemp("unet") / "model.pt"
-    save_unet(model, path, SPEC, {"resolution": 64, "activation": "softmax", "offset": offset, "flip": True})
-    return path
+    return write_tiny_unet(tmp_path_factory.mktemp("unet") / "model.pt", activation="softmax", flip=True)
 
 
 @pytest.fixture

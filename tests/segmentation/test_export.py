@@ -11,25 +11,16 @@ import pytest
 import torch
 
 from saliency.images import read_image
-from saliency.segmentation.model import UnetSpec, build_unet, save_unet
 from saliency.segmentation.predict import Detector
+from tests.conftest import write_tiny_unet
 
 STEMS = ("0501", "0502", "0503", "0504")  # landscape, portrait and square photographs
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random classic U-Net (batch norm statistics from random batches, so its maps vary),
-    recorded with a non-default inference: softmax, an offset and mirror averaging."""
-    spec = UnetSpec("classic", width=4)
-    torch.manual_seed(0)
-    model = build_unet(spec).train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(torch.rand(2, 3, 64, 64) * 2 - 1)
-    path = tmp_path_factory.mktemp("unet") / "model.pt"
-    save_unet(model, path, spec, {"resolution": 64, "activation": "softmax", "offset": 0.3, "flip": True})
-    return path
+    """Recorded with a non-default inference: softmax, an offset and mirror averaging."""
+    return write_tiny_unet(tmp_path_factory.mktemp("unet") / "model.pt", activation="softmax", flip=True)
 
 
 def as_batch(image: np.ndarray) -> np.ndarray:

@@ -21,11 +21,10 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from saliency.segmentation.model import UnetSpec, build_unet, save_unet
 from saliency.segmentation.predict import Detector
+from tests.conftest import write_tiny_unet
 
 REPO = Path(__file__).resolve().parents[2]
 LIMIT = 1 << 20  # the test app's --max-upload-mb: 1 MB (ECSSD's images are under 200 kB)
@@ -51,15 +50,7 @@ def needs_serve_extra() -> None:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random U-Net whose masks hold both values: a fresh U-Net's map is nearly constant (0.53
-    everywhere, all foreground), so its head is scaled up and its foreground bias lowered."""
-    spec = UnetSpec("classic", width=4)
-    torch.manual_seed(0)
-    model = build_unet(spec)
-    with torch.no_grad():
-        model.head.weight.mul_(200)
-        model.head.bias[1] = -2.5
-    return save_unet(model, tmp_path_factory.mktemp("serve") / "model.pt", spec, {"resolution": 64})
+    return write_tiny_unet(tmp_path_factory.mktemp("serve") / "model.pt")
 
 
 @pytest.fixture(scope="module")
