@@ -44,8 +44,8 @@ def test_quickstart_beats_both_baselines_on_ecssd(data_root: Path, unlabeled_roo
     assert done.returncode == 0, done.stderr[-3000:]
     # Written to a file, as under nohup or CI: plain progress lines, never a tqdm "\r" frame.
     logs = {"stdout": done.stdout, "stderr": done.stderr,
-            **{str(path.relative_to(run_dir)): path.read_text() for path in run_dir.glob("*/*.log")}}
-    assert len(logs) > 2 and not [name for name, text in logs.items() if "\r" in text]
+            **{str(path.relative_to(run_dir)): path.read_text() for path in run_dir.glob("*/log.txt")}}
+    assert len(logs) > 7 and not [name for name, text in logs.items() if "\r" in text]  # both streams, every stage
     assert re.search(r"\w+: \d+/\d+ it \(\d+%\), ", done.stderr), "no periodic progress line in the output"
     ours = json.loads((run_dir / "eval" / "metrics.json").read_text())["metrics"]
     for baseline, metrics in BEATEN.items():
