@@ -176,7 +176,7 @@ def write_tiny_unet(path: Path, **extras: object) -> Path:
     import torch
 
     from saliency.segmentation.model import UnetSpec, build_unet, save_unet
-    from saliency.segmentation.predict import _probability
+    from saliency.segmentation.predict import foreground_probability
 
     spec = UnetSpec("classic", width=4)
     torch.manual_seed(0)
@@ -186,7 +186,7 @@ def write_tiny_unet(path: Path, **extras: object) -> Path:
             model(torch.rand(2, 3, 64, 64) * 2 - 1)
         logits = model.eval()(torch.rand(1, 3, 64, 64) * 2 - 1)
     if "offset" not in extras:
-        probability = _probability(logits, extras.get("activation") == "softmax", 0.0)
+        probability = foreground_probability(logits, str(extras.get("activation", "sigmoid-logit")))
         extras["offset"] = -float(torch.logit(probability.median()))
     return save_unet(model, Path(path), spec, {"resolution": 64, **extras})
 

@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from saliency.errors import UserError
 from saliency.images import unit_to_uint8
 
 MASK_THRESHOLD = 128  # of the 8-bit map: probability ≥ 0.5 (rounded), as eval binarises
@@ -51,6 +52,12 @@ FORMATS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }
 
 
+def check_format(format: str) -> None:
+    if format not in FORMATS:
+        raise UserError(f"output format {format!r} is not known; choose one of {', '.join(FORMATS)}")
+
+
 def render(format: str, image: np.ndarray, probability: np.ndarray) -> np.ndarray:
     """``image``'s output in ``format`` from its map ``probability`` (same height and width)."""
+    check_format(format)
     return FORMATS[format](image, probability)

@@ -35,7 +35,7 @@ from saliency.images import IMAGE_SUFFIXES, decode_gray, encode_png, read_image
 from saliency.progress import progress
 from saliency.runs import atomic_write_bytes, atomic_write_json, read_json_file, sha256_file
 from saliency.segmentation.model import load_unet
-from saliency.segmentation.outputs import FORMATS, render, to_uint8
+from saliency.segmentation.outputs import check_format, render, to_uint8
 from saliency.segmentation.refine import Refinement
 
 log = logging.getLogger("saliency")
@@ -339,10 +339,9 @@ def claim_folder(out: Path, record: dict[str, Any]) -> None:
 
 def predict_images(detector: Detector, inputs: Sequence[str | Path], out: Path, format: str = "probability") -> int:
     """A PNG per image the ``inputs`` name (:func:`gather_images`) into ``out`` in ``format``
-    (:data:`FORMATS`). ``out`` records what made its files (``predictions.json``): an interrupted call
+    (:data:`.outputs.FORMATS`). ``out`` records what made its files (``predictions.json``): an interrupted call
     with the same checkpoint and settings resumes, any other is refused. Returns how many were written."""
-    if format not in FORMATS:
-        raise UserError(f"--format {format!r} is not known; choose one of {', '.join(FORMATS)}")
+    check_format(format)  # before any work
     files = gather_images(inputs)
     claim_folder(Path(out), detector.record(format))
     written = 0

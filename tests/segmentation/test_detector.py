@@ -61,6 +61,8 @@ def test_the_api_names_what_it_cannot_read(checkpoint: Path, tmp_path: Path) -> 
                          (42, "int"), (tmp_path / "absent.jpg", "absent.jpg")):
         with pytest.raises(UserError, match=message):
             detector(bad)
+    with pytest.raises(UserError, match="format 'jpeg' is not known"):
+        detector.render(np.zeros((8, 8, 3), np.uint8), "jpeg")
 
 
 def test_predict_formats_are_the_map_the_mask_the_cutout_and_the_overlay(run_cli, checkpoint: Path, photos: Path,
