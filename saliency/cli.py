@@ -23,8 +23,10 @@ from saliency.evaluation import BASELINE_NAMES
 
 def main() -> None:
     """Console entry point."""
+    finished = False
     try:
         cli(standalone_mode=False)
+        finished = True
     except UserError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
@@ -35,9 +37,10 @@ def main() -> None:
         error.show()
         sys.exit(2)
     finally:
-        # A stage launched by torchrun joined a process group: leave it so nccl exits cleanly.
+        # A stage launched by torchrun joined a process group: leave it so nccl exits cleanly (after
+        # the other ranks, when this one finished: see distributed.shutdown).
         if "saliency.distributed" in sys.modules:
-            sys.modules["saliency.distributed"].shutdown()
+            sys.modules["saliency.distributed"].shutdown(in_step=finished)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

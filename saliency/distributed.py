@@ -51,9 +51,15 @@ def init(device: torch.device) -> bool:
     return True
 
 
-def shutdown() -> None:
-    """Leave the process group (no-op when there is none), so nccl exits without warnings."""
+def shutdown(in_step: bool = False) -> None:
+    """Leave the process group (no-op when there is none), so nccl exits without warnings. With
+    ``in_step`` (this rank finished its command, as every rank then does) the ranks first wait for
+    each other: a rank that tore gloo down while its peer was still leaving made the peer abort
+    ("terminate called without an active exception") under load. A failed rank leaves at once (a
+    barrier could wait for a peer that is in another collective)."""
     if dist.is_initialized():
+        if in_step:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -27,7 +27,10 @@ def torchrun(*arguments: object) -> subprocess.CompletedProcess[str]:
                str(bin_dir / "saliency"), *map(str, arguments)]
     done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=600)
-    assert done.returncode == 0, f"{arguments[0]}: {done.stderr[-3000:]}"
+    # A failing rank's own line ("error: ..." or the exception) comes before the launcher's long report.
+    causes = [line for line in done.stderr.splitlines() if line.startswith(("error:", "[rank")) and "Error" in line
+              or line.startswith("error:")]
+    assert done.returncode == 0, f"{arguments[0]}: {causes[:5]} ... {done.stderr[-2000:]}"
     assert "is in use by" not in done.stderr
     return done
 

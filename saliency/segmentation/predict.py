@@ -163,7 +163,7 @@ def run_net(net: SaliencyNet, image: np.ndarray, device: str | torch.device = "c
             precision: str = "fp32") -> np.ndarray:
     """Foreground probability ``(H, W)`` in [0, 1] of one RGB uint8 image; the U-Net alone runs
     under ``precision`` (resampling and the probability stay in float32)."""
-    images = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0).to(device).float() / 255
+    images = torch.tensor(image).permute(2, 0, 1).unsqueeze(0).to(device).float() / 255  # a copy: arrays may be read-only
     batch = net.prepare(images)
     with autocast(batch.device, precision):
         logits = net.model(batch)
