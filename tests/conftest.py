@@ -82,22 +82,24 @@ def missing_shared_data(what: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def ecssd_root() -> Path:
-    """The ECSSD copy the project links (data/ecssd), else the one in ../shared."""
-    for candidate in (REPO / "data" / "ecssd", SHARED_ECSSD):
+def linked_or_shared(name: str, shared: Path, what: str) -> Path:
+    """The copy the project links (data/NAME), else the one in ../shared; missing: skip or fail."""
+    for candidate in (REPO / "data" / name, shared):
         if (candidate / "images").is_dir():
             return candidate
-    missing_shared_data("ECSSD (data/ecssd or ../shared/data/ecssd)")
+    missing_shared_data(f"{what} (data/{name} or ../shared/data/{name})")
+
+
+@pytest.fixture(scope="session")
+def ecssd_root() -> Path:
+    """ECSSD with its masks."""
+    return linked_or_shared("ecssd", SHARED_ECSSD, "ECSSD")
 
 
 @pytest.fixture(scope="session")
 def unlabeled_root() -> Path:
-    """ECSSD's unlabeled train images (0201-0500, no masks): data/ecssd-unlabeled, else ../shared's."""
-    for candidate in (REPO / "data" / "ecssd-unlabeled", SHARED_UNLABELED):
-        if (candidate / "images").is_dir():
-            return candidate
-    missing_shared_data("ECSSD's unlabeled images (data/ecssd-unlabeled or ../shared/data/ecssd-unlabeled)")
+    """ECSSD's unlabeled train images (0201-0500, no masks)."""
+    return linked_or_shared("ecssd-unlabeled", SHARED_UNLABELED, "ECSSD's unlabeled images")
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ TorchScript (docs/usage.md).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import logging
 from pathlib import Path
@@ -226,7 +227,6 @@ class Detector:
         self.refinement = refinement if refinement is not None else Refinement.named("none")
         self.refinement.check()
         self.checkpoint = checkpoint  # the file it was loaded from
-        self.checkpoint_sha256 = sha256_file(checkpoint) if checkpoint is not None else None
 
     @classmethod
     def load(cls, checkpoint: str | Path, device: str | torch.device = "cpu", *, activation: str | None = None,
@@ -242,6 +242,11 @@ class Detector:
                                                             precision=precision)
         refinement = Refinement.named(refine) if isinstance(refine, str) else refine
         return cls(SaliencyNet(model, inference), device, inference.precision, refinement, checkpoint)
+
+    @functools.cached_property
+    def checkpoint_sha256(self) -> str | None:
+        """The checkpoint's content, hashed when a record first asks (eval hashes it in its manifest already)."""
+        return sha256_file(self.checkpoint) if self.checkpoint is not None else None
 
     @property
     def inference(self) -> Inference:
